@@ -1,0 +1,123 @@
+"""Shared pieces of the dataset registrations: the datasets root, the registry of names, missing-file errors.
+
+Every real dataset is registered whether or not its files are present; `DatasetCatalog.get(name)` on a dataset whose
+files are missing raises `DatasetFilesMissing` naming the paths it looked for and pointing to `datasets/README.md`.
+
+Metadata keys set for every dataset (besides Detectron2's `thing_classes`, `stuff_classes`, id maps, roots):
+- `tasks`: the evaluation tasks of the dataset (spec §9.5), a tuple drawn from `TASKS`;
+- `evaluator_type`, `ignore_label`;
+- `expected_num_classes`: the size of the dataset's vocabulary;
+- `vocabulary_source`: `"shipped"` (names known without the data) or `"annotations"` (names read from the dataset's
+  own files; `resolve_metadata(name)` reads them, and loading the dataset does too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from importlib.resources import files
+from typing import Any
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+DATASETS_README = "datasets/README.md"
+TASKS = ("panoptic", "instance", "semantic", "detection")
+VOCABULARY_SOURCES = ("shipped", "annotations")
+
+# name -> expected number of classes, for every dataset registered by this package (filled by `register`)
+EXPECTED_NUM_CLASSES: dict[str, int] = {}
+_CLASS_RESOLVERS: dict[str, Callable[[], dict]] = {}
+
+
+class DatasetFilesMissing(FileNotFoundError):
+    """A registered dataset was used but some of its files are not where the registration expects them."""
+
+
+def datasets_root() -> str:
+    """`$DETECTRON2_DATASETS`, default `datasets` (relative to the working directory), user-expanded."""
+    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+
+
+def read_vocab_file(file_name: str) -> Any:
+    """A class-name file shipped in `openseed/data/vocab/` (JSON)."""
+    return json.loads(files("openseed.data").joinpath("vocab", file_name).read_text(encoding="utf-8"))
+
+
+def require_files(dataset_name: str, *paths: str, hint: str = "") -> None:
+    """Raise `DatasetFilesMissing` listing every path that does not exist."""
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        listed = "\n  ".join(missing)
+        extra = f" {hint}" if hint else ""
+        raise DatasetFilesMissing(
+            f"dataset {dataset_name!r}: missing file(s):\n  {listed}\n"
+            f"See {DATASETS_README} for the expected layout under $DETECTRON2_DATASETS "
+            f"(now {datasets_root()!r}) and how to prepare it.{extra}"
+        )
+
+
+def register(
+    name: str,
+    loader: Callable[[], list[dict]],
+    *,
+    tasks: Iterable[str],
+    evaluator_type: str,
+    expected_num_classes: int,
+    vocabulary_source: str = "shipped",
+    **metadata: Any,
+) -> None:
+    """Register `name` (replacing a registration of the same name, e.g. Detectron2's own) with its metadata."""
+    tasks = tuple(tasks)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"dataset {name!r}: tasks {tasks} must be a non-empty subset of {TASKS}")
+    if vocabulary_source not in VOCABULARY_SOURCES:
+        raise ValueError(f"dataset {name!r}: vocabulary_source must be one of {VOCABULARY_SOURCES}")
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+    MetadataCatalog.remove(name)
+    DatasetCatalog.register(name, loader)
+    MetadataCatalog.get(name).set(
+        tasks=tasks,
+        evaluator_type=evaluator_type,
+        expected_num_classes=expected_num_classes,
+        vocabulary_source=vocabulary_source,
+        **metadata,
+    )
+    EXPECTED_NUM_CLASSES[name] = expected_num_classes
+
+
+def register_class_resolver(name: str, resolver: Callable[[], dict]) -> None:
+    """`resolver()` returns the class metadata (names, id maps) read from the dataset's files."""
+    _CLASS_RESOLVERS[name] = resolver
+
+
+def _has_classes(metadata) -> bool:
+    return bool(getattr(metadata, "thing_classes", None) or getattr(metadata, "stuff_classes", None))
+
+
+def resolve_metadata(name: str):
+    """The dataset's Detectron2 metadata with its class names filled in.
+
+    For datasets whose vocabulary is read from annotation files this reads them (once) and raises
+    `DatasetFilesMissing` when they are absent.
+    """
+    metadata = MetadataCatalog.get(name)
+    resolver = _CLASS_RESOLVERS.get(name)
+    if resolver is not None and (not _has_classes(metadata) or not hasattr(metadata, "class_files_read")):
+        set_class_metadata(name, resolver())
+    return metadata
+
+
+def set_class_metadata(name: str, class_metadata: dict) -> None:
+    """Store class names / id maps read from files, checking the count against the registration."""
+    metadata = MetadataCatalog.get(name)
+    names = class_metadata.get("stuff_classes") or class_metadata.get("thing_classes") or []
+    expected = getattr(metadata, "expected_num_classes", None)
+    if expected is not None and len(names) != expected:
+        raise ValueError(
+            f"dataset {name!r}: its annotation files define {len(names)} classes, expected {expected} "
+            f"(see {DATASETS_README})"
+        )
+    metadata.set(class_files_read=True, **class_metadata)

@@ -1,0 +1,88 @@
+"""Two-stage, language-guided selection of foreground queries and the learnable background queries (spec §5.2-5.3).
+
+Every token of the flattened encoder memory gets an anchor box; tokens are transformed (`enc_output` +
+`enc_output_norm`, owned by the predictor), scored against the vocabulary's text embeddings, and the top-k tokens by
+best class score become the foreground queries, with their refined anchors as initial boxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+ANCHOR_BASE_SIZE = 0.05
+ANCHOR_VALID_RANGE = (0.01, 0.99)
+
+
+def flatten_memory(multi_scale_features: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """Flatten L maps (given high -> low resolution, each B×C×H_l×W_l) coarsest first.
+
+    Returns:
+        memory B×S×C, spatial_shapes L×2 int64 (H_l, W_l) in memory order, level_start_index L int64.
+    """
+    ordered = list(reversed(multi_scale_features))
+    memory = torch.cat([f.flatten(2).transpose(1, 2) for f in ordered], dim=1)
+    spatial_shapes = torch.as_tensor([f.shape[-2:] for f in ordered], dtype=torch.long, device=memory.device)
+    level_start_index = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
+    return memory, spatial_shapes, level_start_index
+
+
+def encoder_proposals(memory: Tensor, spatial_shapes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Anchor box per memory token and the validity of each anchor.
+
+    Level l (memory order, l = 0 coarsest) gets anchors centred on its pixels, ((x+0.5)/W_l, (y+0.5)/H_l), of width
+    and height 0.05·2^l. An anchor is valid iff all four coordinates lie strictly inside (0.01, 0.99).
+
+    Args:
+        memory: B×S×C flattened features; spatial_shapes: L×2 (H_l, W_l).
+
+    Returns:
+        masked_memory B×S×C (invalid tokens zeroed), proposals B×S×4 in logit space (+inf where invalid),
+        valid B×S bool.
+    """
+    batch = memory.shape[0]
+    anchors = []
+    for level, (height, width) in enumerate(spatial_shapes.tolist()):
+        ys = (torch.arange(height, dtype=torch.float32, device=memory.device) + 0.5) / height
+        xs = (torch.arange(width, dtype=torch.float32, device=memory.device) + 0.5) / width
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        centres = torch.stack((grid_x, grid_y), dim=-1).reshape(-1, 2)
+        sizes = torch.full_like(centres, ANCHOR_BASE_SIZE * (2.0**level))
+        anchors.append(torch.cat((centres, sizes), dim=-1))
+    anchors = torch.cat(anchors, dim=0)[None].expand(batch, -1, -1)
+    low, high = ANCHOR_VALID_RANGE
+    valid = ((anchors > low) & (anchors < high)).all(-1)
+    proposals = torch.log(anchors / (1 - anchors)).masked_fill(~valid[..., None], float("inf"))
+    masked_memory = memory.masked_fill(~valid[..., None], 0.0)
+    return masked_memory, proposals, valid
+
+
+@dataclass
+class SelectedQueries:
+    """Top-k tokens: content B×k×C and boxes in logit space B×k×4 (both carry gradient)."""
+
+    content: Tensor
+    boxes_unsigmoid: Tensor
+
+
+def select_top_tokens(tokens: Tensor, token_boxes_unsigmoid: Tensor, token_logits: Tensor, valid: Tensor,
+                      k: int) -> SelectedQueries:
+    """Pick the k tokens with the highest best-class logit (invalid tokens score -inf).
+
+    Args:
+        tokens: B×S×C transformed memory; token_boxes_unsigmoid: B×S×4; token_logits: B×S×K; valid: B×S.
+    """
+    if k > tokens.shape[1]:
+        raise ValueError(f"cannot select {k} queries from {tokens.shape[1]} encoder tokens; the input is too small")
+    scores = token_logits.masked_fill(~valid[..., None], float("-inf")).max(-1).values
+    indices = torch.topk(scores, k, dim=1).indices
+    content = torch.gather(tokens, 1, indices[..., None].expand(-1, -1, tokens.shape[-1]))
+    boxes = torch.gather(token_boxes_unsigmoid, 1, indices[..., None].expand(-1, -1, 4))
+    return SelectedQueries(content, boxes)
+
+
+def background_queries(query_feat: Tensor, query_embed: Tensor, batch_size: int) -> SelectedQueries:
+    """The learnable background queries (content N×C, logit-space boxes N×4) repeated over the batch."""
+    return SelectedQueries(query_feat[None].expand(batch_size, -1, -1), query_embed[None].expand(batch_size, -1, -1))

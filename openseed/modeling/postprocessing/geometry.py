@@ -1,0 +1,77 @@
+"""Image geometry at inference and the two coordinate conversions it implies (spec §9, common steps 2-3).
+
+An evaluated image goes through three sizes: the *input* size after the test-time resize (what the network sees,
+before padding), the *padded* size (the batch tensor, a multiple of the size divisibility) and the *output* size
+(`height`, `width` of the dataset dict, usually the original image). Mask logits come at stride 4 of the padded size;
+boxes come normalised to the padded size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Sizes of one image, each `(height, width)` in pixels.
+
+    Attributes:
+        input_size: image size after the test resize, before padding (`ImageList.image_sizes[i]`).
+        padded_size: size of the padded batch tensor (`ImageList.tensor.shape[-2:]`).
+        output_size: requested output resolution (the dataset dict's `height`, `width`).
+    """
+
+    input_size: tuple[int, int]
+    padded_size: tuple[int, int]
+    output_size: tuple[int, int]
+
+    def __post_init__(self):
+        for name in ("input_size", "padded_size", "output_size"):
+            size = tuple(int(s) for s in getattr(self, name))
+            if len(size) != 2 or min(size) <= 0:
+                raise ValueError(f"{name} must be two positive integers (height, width), got {getattr(self, name)!r}")
+            object.__setattr__(self, name, size)
+        if self.input_size[0] > self.padded_size[0] or self.input_size[1] > self.padded_size[1]:
+            raise ValueError(f"input_size {self.input_size} is larger than padded_size {self.padded_size}")
+
+
+def resize_mask_logits(mask_logits: Tensor, geometry: ImageGeometry) -> Tensor:
+    """Mask logits at network resolution -> logits at the output resolution.
+
+    Bilinear upsampling (align_corners=False) to the padded size, crop to the input size, then bicubic resize with
+    antialiasing to the output size: the official order and kernels. Every query is processed independently, so
+    resizing a subset of queries gives bit-identical rows.
+
+    Args:
+        mask_logits: C×h×w (any float dtype; computed in float32).
+    Returns:
+        C×H×W float32 logits, (H, W) = `geometry.output_size`.
+    """
+    padded = F.interpolate(mask_logits.float()[None], size=geometry.padded_size, mode="bilinear", align_corners=False)
+    cropped = padded[:, :, : geometry.input_size[0], : geometry.input_size[1]]
+    resized = F.interpolate(cropped, size=geometry.output_size, mode="bicubic", align_corners=False, antialias=True)
+    return resized[0]
+
+
+def boxes_to_output_pixels(boxes: Tensor, geometry: ImageGeometry) -> Tensor:
+    """Normalised (cx, cy, w, h) boxes of the padded input -> (x0, y0, x1, y1) pixels of the output image.
+
+    The scale is padded/input·output per axis (the official de-normalisation; no clipping).
+
+    Args:
+        boxes: N×4 in [0, 1] relative to the padded size.
+    Returns:
+        N×4 xyxy in output-image pixels, dtype of `boxes`.
+    """
+    scale_h = geometry.padded_size[0] / geometry.input_size[0] * geometry.output_size[0]
+    scale_w = geometry.padded_size[1] / geometry.input_size[1] * geometry.output_size[1]
+    center_x, center_y, width, height = boxes.unbind(-1)
+    xyxy = torch.stack(
+        [center_x - 0.5 * width, center_y - 0.5 * height, center_x + 0.5 * width, center_y + 0.5 * height], dim=-1
+    )
+    scale = torch.tensor([scale_w, scale_h, scale_w, scale_h], dtype=torch.float32).to(xyxy)
+    return xyxy * scale

@@ -1,0 +1,106 @@
+"""`postprocess`: one image's raw query outputs -> Detectron2-format results for the requested tasks (spec §9)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from .geometry import ImageGeometry, resize_mask_logits
+from .instance import InstanceMaskAccumulator, build_instances, select_instances
+from .panoptic import PanopticAccumulator, select_panoptic_queries
+from .semantic import SemanticAccumulator, semantic_class_weights
+from .settings import PostprocessSettings, normalize_tasks
+
+
+def postprocess(
+    class_logits: Tensor,
+    mask_logits: Tensor | None,
+    boxes: Tensor,
+    *,
+    tasks: str | Iterable[str],
+    input_size: Sequence[int],
+    padded_size: Sequence[int],
+    output_size: Sequence[int],
+    is_thing: Tensor | Sequence[bool],
+    settings: PostprocessSettings | None = None,
+) -> dict:
+    """Post-process one image.
+
+    Args:
+        class_logits: Q×K class logits (all queries: foreground first, then background).
+        mask_logits: Q×h×w mask logits at stride 4 of the padded input; may be None when `tasks` is "detection".
+        boxes: Q×4 boxes (cx, cy, w, h) normalised to the padded input.
+        tasks: a name or several of "panoptic", "instance", "semantic", "detection" ("instance" and "detection"
+            exclude each other).
+        input_size: (h, w) after the test resize, before padding.
+        padded_size: (h, w) of the padded batch tensor.
+        output_size: (height, width) requested (the dataset dict's `height`, `width`).
+        is_thing: K thing flags of the vocabulary (e.g. `Vocabulary.is_thing`).
+        settings: thresholds (`PostprocessSettings.from_config(cfg)`); defaults = the paper model's eval config.
+    Returns:
+        dict with, per requested task:
+        - "sem_seg": K×H×W float32 (semantic),
+        - "panoptic_seg": (int32 H×W ids, 0 = void; list of {"id", "isthing", "category_id"}) (panoptic),
+        - "instances": `Instances` of size (H, W) with `pred_boxes` (`Boxes`, xyxy pixels), `scores`, `pred_classes`
+          and, for "instance", `pred_masks` (N×H×W bool).
+    """
+    tasks = normalize_tasks(tasks)
+    settings = settings or PostprocessSettings()
+    geometry = ImageGeometry(tuple(input_size), tuple(padded_size), tuple(output_size))
+    num_queries = class_logits.shape[0]
+    is_thing = torch.as_tensor(is_thing, dtype=torch.bool).cpu()
+    _check_shapes(class_logits, mask_logits, boxes, is_thing, tasks)
+
+    accumulators = {}
+    if "semantic" in tasks:
+        accumulators["semantic"] = SemanticAccumulator(
+            semantic_class_weights(class_logits, settings), geometry.output_size
+        )
+    if "panoptic" in tasks:
+        selection = select_panoptic_queries(class_logits, settings)
+        accumulators["panoptic"] = PanopticAccumulator(selection, num_queries, geometry.output_size)
+    if "instance" in tasks or "detection" in tasks:
+        instance_selection = select_instances(class_logits, is_thing, settings, things_only="panoptic" in tasks)
+    if "instance" in tasks:
+        accumulators["instance"] = InstanceMaskAccumulator(instance_selection, num_queries, geometry.output_size)
+    if accumulators:
+        _feed_resized_masks(mask_logits, geometry, list(accumulators.values()), settings.max_chunk_elements)
+
+    results = {}
+    if "semantic" in tasks:
+        results["sem_seg"] = accumulators["semantic"].result()
+    if "panoptic" in tasks:
+        results["panoptic_seg"] = accumulators["panoptic"].result(is_thing, settings.overlap_threshold)
+    if "instance" in tasks or "detection" in tasks:
+        masks = accumulators["instance"].result() if "instance" in tasks else None
+        results["instances"] = build_instances(instance_selection, boxes, geometry, settings, masks)
+    return results
+
+
+def _feed_resized_masks(mask_logits: Tensor, geometry: ImageGeometry, accumulators: list, max_elements: int) -> None:
+    """Resize every query some accumulator needs, once, in ascending chunks, and hand each chunk to all of them."""
+    needed = torch.unique(torch.cat([acc.needed_queries for acc in accumulators]))
+    chunk_size = max(1, max_elements // (geometry.padded_size[0] * geometry.padded_size[1]))
+    for start in range(0, len(needed), chunk_size):
+        queries = needed[start : start + chunk_size]
+        logits = resize_mask_logits(mask_logits[queries.to(mask_logits.device)], geometry)
+        probs = logits.sigmoid()
+        for accumulator in accumulators:
+            accumulator.update(queries, logits, probs)
+
+
+def _check_shapes(class_logits, mask_logits, boxes, is_thing, tasks) -> None:
+    if class_logits.dim() != 2:
+        raise ValueError(f"class_logits must be Q×K, got shape {tuple(class_logits.shape)}")
+    num_queries, num_classes = class_logits.shape
+    if boxes.shape != (num_queries, 4):
+        raise ValueError(f"boxes must be {num_queries}×4 (one per query), got shape {tuple(boxes.shape)}")
+    if is_thing.shape != (num_classes,):
+        raise ValueError(f"is_thing must have one flag per class ({num_classes}), got shape {tuple(is_thing.shape)}")
+    if tasks - {"detection"}:
+        if mask_logits is None:
+            raise ValueError(f"tasks {sorted(tasks)} need mask logits, got None")
+        if mask_logits.dim() != 3 or mask_logits.shape[0] != num_queries:
+            raise ValueError(f"mask_logits must be {num_queries}×h×w, got shape {tuple(mask_logits.shape)}")

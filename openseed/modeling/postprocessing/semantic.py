@@ -1,0 +1,46 @@
+"""Semantic segmentation from query outputs (spec §9.2).
+
+sem_seg[k] = Σ_q p[q, k] · sigmoid(mask_q), over all queries, with p = sigmoid(logits), sharpened to
+softmax(p / T) over classes when `transform_eval` is on. The sum is accumulated chunk by chunk of queries, so only
+K×H×W (the output) and one chunk of masks are held; it equals the one-shot sum up to float summation order.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from .settings import PostprocessSettings
+
+
+def semantic_class_weights(class_logits: Tensor, settings: PostprocessSettings) -> Tensor:
+    """Q×K class logits -> Q×K float32 per-query class weights p."""
+    probs = class_logits.float().sigmoid()
+    if settings.transform_eval:
+        probs = F.softmax(probs / settings.temperature, dim=-1)
+    return probs
+
+
+class SemanticAccumulator:
+    """Accumulates Σ_q p[q, k] · sigmoid(mask_q) over chunks of queries (every query must be fed exactly once).
+
+    Args:
+        class_weights: Q×K weights from `semantic_class_weights`.
+        output_size: (H, W).
+    """
+
+    def __init__(self, class_weights: Tensor, output_size: tuple[int, int]):
+        self.class_weights = class_weights
+        num_classes = class_weights.shape[1]
+        self.sem_seg = torch.zeros((num_classes, *output_size), dtype=torch.float32, device=class_weights.device)
+        self.needed_queries = torch.arange(class_weights.shape[0])
+
+    def update(self, queries: Tensor, mask_logits: Tensor, mask_probs: Tensor) -> None:
+        """Add the contribution of `queries` (C, CPU int64) whose sigmoid masks are `mask_probs` (C×H×W)."""
+        weights = self.class_weights[queries.to(self.class_weights.device)]
+        self.sem_seg.view(self.sem_seg.shape[0], -1).addmm_(weights.t(), mask_probs.reshape(len(queries), -1))
+
+    def result(self) -> Tensor:
+        """K×H×W float32 class scores."""
+        return self.sem_seg

@@ -1,0 +1,71 @@
+"""Test-time settings of the post-processing (`MODEL.DECODER.TEST.*`, spec §9 and §16) and the task names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+TASKS = ("panoptic", "instance", "semantic", "detection")
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """Thresholds and switches of spec §9 (defaults = the paper model's eval config).
+
+    Attributes:
+        object_mask_threshold: panoptic keeps queries whose max sigmoid class score is above this.
+        overlap_threshold: panoptic drops a query whose argmax-won area / own area (sigmoid ≥ 0.5) is below this.
+        transform_eval: sharpen class scores with softmax(sigmoid(logits) / temperature) (panoptic and semantic).
+        temperature: the sharpening temperature.
+        focus_on_box: instance score = class score only (mask score replaced by 1).
+        detections_per_image: top-k over (foreground queries × classes) for instance and detection output.
+        num_foreground_queries: instance/detection use only the first this-many queries.
+        max_chunk_elements: memory bound: mask logits are resized in chunks of at most this many padded-size pixels
+            (queries × padded height × padded width); results do not depend on it.
+    """
+
+    object_mask_threshold: float = 0.25
+    overlap_threshold: float = 0.8
+    transform_eval: bool = True
+    temperature: float = 0.06
+    focus_on_box: bool = False
+    detections_per_image: int = 300
+    num_foreground_queries: int = 300
+    max_chunk_elements: int = 1 << 24
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.detections_per_image <= 0 or self.num_foreground_queries <= 0 or self.max_chunk_elements <= 0:
+            raise ValueError(
+                "detections_per_image, num_foreground_queries and max_chunk_elements must be positive, got "
+                f"{self.detections_per_image}, {self.num_foreground_queries}, {self.max_chunk_elements}"
+            )
+
+    @classmethod
+    def from_config(cls, cfg) -> PostprocessSettings:
+        """Settings from a config with the openseed keys (`openseed.config`)."""
+        test = cfg.MODEL.DECODER.TEST
+        return cls(
+            object_mask_threshold=test.OBJECT_MASK_THRESHOLD,
+            overlap_threshold=test.OVERLAP_THRESHOLD,
+            transform_eval=test.PANO_TRANSFORM_EVAL,
+            temperature=test.PANO_TEMPERATURE,
+            focus_on_box=test.FOCUS_ON_BOX,
+            detections_per_image=test.DETECTIONS_PER_IMAGE,
+            num_foreground_queries=cfg.MODEL.DECODER.NUM_OBJECT_QUERIES_TEST,
+        )
+
+
+def normalize_tasks(tasks: str | Iterable[str]) -> frozenset[str]:
+    """`"panoptic"` or an iterable of task names -> a validated set.
+
+    "instance" and "detection" both produce `instances` (with and without masks) and exclude each other.
+    """
+    names = frozenset([tasks] if isinstance(tasks, str) else tasks)
+    unknown = sorted(names - set(TASKS))
+    if unknown or not names:
+        raise ValueError(f"unknown or empty post-processing tasks {sorted(names)}; expected a subset of {TASKS}")
+    if {"instance", "detection"} <= names:
+        raise ValueError("'instance' and 'detection' both produce `instances`; request only one of them")
+    return names
