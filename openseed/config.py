@@ -25,6 +25,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.PIXEL_MEAN = [123.675, 116.280, 103.530]
     cfg.MODEL.PIXEL_STD = [58.395, 57.120, 57.375]
     cfg.MODEL.DIM_PROJ = 512
+    cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS = False  # True when some parameters get no gradient in an iteration
     cfg.MODEL.BACKBONE.NAME = "D2SwinTransformer"
 
     # Swin backbone (spec §2)
@@ -50,6 +51,8 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.SMALL_BACKBONE = CN()
     cfg.MODEL.SMALL_BACKBONE.CHANNELS = [32, 64, 128, 256]
     cfg.MODEL.SMALL_BACKBONE.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Detectron2's ResNet (MODEL.BACKBONE.NAME "build_resnet_backbone"): the pixel decoder needs all four levels
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
 
     # Text encoder (spec §4, preface 5-6)
     cfg.MODEL.TEXT = CN()
@@ -190,6 +193,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.SOLVER.WARMUP_ITERS = 10
     cfg.SOLVER.WARMUP_FACTOR = 1.0
     cfg.SOLVER.CHECKPOINT_PERIOD = 5000
+    cfg.SOLVER.LOG_PERIOD = 20  # console/metrics.json/TensorBoard every N iterations, median over those N
     cfg.SOLVER.IMS_PER_BATCH = 16
     cfg.TEST.EVAL_PERIOD = 5000
 

@@ -4,7 +4,8 @@ import math
 
 import torch
 from torch.nn import functional as F
-from torchvision.ops import generalized_box_iou, sigmoid_focal_loss as tv_focal
+from torchvision.ops import generalized_box_iou
+from torchvision.ops import sigmoid_focal_loss as tv_focal
 
 from openseed.losses.box_ops import box_cxcywh_to_xyxy
 from openseed.losses.costs import focal_class_cost, giou_box_cost, l1_box_cost, mask_bce_cost, mask_dice_cost
@@ -37,7 +38,7 @@ def test_focal_class_cost_by_hand():
 def test_box_costs():
     pred = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.6, 0.1, 0.4]])
     tgt = torch.tensor([[0.4, 0.5, 0.2, 0.1]])
-    assert torch.allclose(l1_box_cost(pred, tgt), torch.tensor([[0.2], [0.5]]), atol=1e-6)
+    assert torch.allclose(l1_box_cost(pred, tgt), torch.tensor([[0.2], [0.6]]), atol=1e-6)
     expected = -generalized_box_iou(box_cxcywh_to_xyxy(pred), box_cxcywh_to_xyxy(tgt))
     assert torch.allclose(giou_box_cost(pred, tgt), expected, atol=1e-6)
 
@@ -85,15 +86,17 @@ def test_mask_loss_sums_by_hand():
 
 
 def test_point_sampled_mask_sums_constant_masks():
-    # constant masks make the sampled values independent of the points: BCE and dice are known in closed form
-    pred = torch.tensor([1.5, -0.5])[:, None, None].expand(2, 4, 4).clone()
-    targets = [torch.stack([torch.ones(16, 16), torch.zeros(16, 16)])]
-    bce, dice = point_sampled_mask_sums(pred, targets, [torch.tensor([0, 1])], 100, 3.0, 0.75)
+    # constant masks make the sampled values (almost) independent of the points: only the outer half pixel
+    # interpolates with the zero padding, so large maps and uniform points (importance ratio 0; importance
+    # sampling would seek exactly that uncertain border) give the closed-form values to ~1e-3
+    pred = torch.tensor([1.5, -0.5])[:, None, None].expand(2, 512, 512).clone()
+    targets = [torch.stack([torch.ones(512, 512), torch.zeros(512, 512)])]
+    bce, dice = point_sampled_mask_sums(pred, targets, [torch.tensor([0, 1])], 1000, 3.0, 0.0)
     expected_bce = F.softplus(torch.tensor(-1.5)) + F.softplus(torch.tensor(-0.5))
-    assert abs(bce.item() - expected_bce.item()) < 1e-5
+    assert abs(bce.item() - expected_bce.item()) < 5e-3
     p0, p1 = _sigmoid(1.5), _sigmoid(-0.5)
-    expected_dice = (1 - (2 * 100 * p0 + 1) / (100 * p0 + 100 + 1)) + (1 - 1 / (100 * p1 + 1))
-    assert abs(dice.item() - expected_dice) < 1e-4
+    expected_dice = (1 - (2 * 1000 * p0 + 1) / (1000 * p0 + 1000 + 1)) + (1 - 1 / (1000 * p1 + 1))
+    assert abs(dice.item() - expected_dice) < 5e-3
 
 
 def test_point_sampled_mask_sums_repeated_targets_equal_explicit_copies():

@@ -1,1 +1,45 @@
-"""mappers."""
+"""Dataset mappers (Detectron2 style, `@configurable`), selected by name in `DATASETS.TRAIN_MAPPERS`.
+
+| name | mapper | task |
+|---|---|---|
+| `coco_panoptic_lsj` | `COCOPanopticLSJMapper` (spec §10.1) | seg |
+| `coco_instance_lsj` | `COCOInstanceLSJMapper` | seg |
+| `objects365_lsj` (`object365`) | `Objects365LSJMapper` (spec §10.2) | det |
+| `test` | `TestMapper` (spec §10.4) | evaluation |
+"""
+
+from __future__ import annotations
+
+from .lsj import COCOInstanceLSJMapper, COCOPanopticLSJMapper, build_lsj_augmentation, masks_to_boxes
+from .objects365 import Objects365LSJMapper
+from .robust import BadSampleError, SkipBadSamples
+from .test_mapper import TestMapper
+
+MAPPERS = {
+    "coco_panoptic_lsj": COCOPanopticLSJMapper,
+    "coco_instance_lsj": COCOInstanceLSJMapper,
+    "objects365_lsj": Objects365LSJMapper,
+    "object365": Objects365LSJMapper,
+    "test": TestMapper,
+}
+
+
+def build_mapper(name: str, cfg, is_train: bool = True, dataset_name: str | None = None):
+    """The mapper registered as `name`, built from `cfg` (for `dataset_name`'s vocabulary when given)."""
+    if name not in MAPPERS:
+        raise KeyError(f"unknown dataset mapper {name!r}; known: {sorted(MAPPERS)}")
+    return MAPPERS[name](cfg, is_train=is_train, dataset_name=dataset_name)
+
+
+__all__ = [
+    "MAPPERS",
+    "BadSampleError",
+    "COCOInstanceLSJMapper",
+    "COCOPanopticLSJMapper",
+    "Objects365LSJMapper",
+    "SkipBadSamples",
+    "TestMapper",
+    "build_lsj_augmentation",
+    "build_mapper",
+    "masks_to_boxes",
+]

@@ -20,7 +20,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from detectron2.structures import BoxMode
 
-from .common import DatasetFilesMissing, register, require_files, set_class_metadata
+from .common import register, require_files, set_class_metadata
 
 COCO_SPLITS = ("train", "val")
 
@@ -35,9 +35,10 @@ def category_id_map(dataset_name: str, json_file: str, categories: list[dict], c
     """`(names, {json category id: contiguous id})`.
 
     With `class_names` (a shipped vocabulary) the json's categories are matched to it by name (exact, then ignoring
-    surrounding whitespace); without, the json's categories sorted by id are the vocabulary.
+    surrounding whitespace); without, the json's categories sorted by id are the vocabulary. Categories with a blank
+    name (ODinW ChessPieces' unnamed parent class) and Roboflow parent categories are left out.
     """
-    categories = sorted(drop_roboflow_parent(categories), key=lambda c: c["id"])
+    categories = sorted((c for c in drop_roboflow_parent(categories) if c["name"].strip()), key=lambda c: c["id"])
     if class_names is None:
         return [c["name"] for c in categories], {c["id"]: i for i, c in enumerate(categories)}
     exact = {n: i for i, n in enumerate(class_names)}
@@ -70,13 +71,25 @@ def load_coco_instances(
     image_root: str,
     *,
     class_names: Sequence[str] | None = None,
+    id_map: dict[int, int] | None = None,
     image_path_fn: Callable[[str, dict], str] | None = None,
 ) -> list[dict]:
-    """Load a COCO-format detection / instance json (see module docstring); stores the class metadata."""
+    """Load a COCO-format detection / instance json (see module docstring); stores the class metadata.
+
+    Categories map to contiguous ids through `id_map` when given (with `class_names`), else by name
+    (`category_id_map`). `image_path_fn(image_root, image_entry)` overrides `image_root/file_name`.
+    """
     require_files(dataset_name, json_file, image_root)
     with open(json_file, encoding="utf-8") as f:
         data = json.load(f)
-    names, id_map = category_id_map(dataset_name, json_file, data["categories"], class_names)
+    if id_map is None:
+        names, id_map = category_id_map(dataset_name, json_file, data["categories"], class_names)
+    else:
+        names = list(class_names)
+        unknown = sorted({c["id"] for c in data["categories"]} - set(id_map))
+        if unknown:
+            raise ValueError(f"dataset {dataset_name!r}: category ids {unknown[:10]} of {json_file} are not in "
+                             f"its {len(names)}-class vocabulary")
     set_class_metadata(dataset_name, {"thing_classes": names, "thing_dataset_id_to_contiguous_id": id_map})
     per_image = defaultdict(list)
     for ann in data.get("annotations", []):
@@ -204,7 +217,7 @@ def register_coco(root: str) -> None:
             name = f"coco_2017_{split}_panoptic{suffix}"
             register(
                 name,
-                lambda n=name, s=semantic: load_coco_panoptic(n, sem_seg_root=s, **panoptic),
+                lambda n=name, s=semantic, p=panoptic: load_coco_panoptic(n, sem_seg_root=s, **p),
                 tasks=("panoptic", "instance", "semantic") if semantic else ("panoptic", "instance"),
                 evaluator_type="coco_panoptic_seg",
                 expected_num_classes=133,
@@ -231,6 +244,3 @@ def register_coco(root: str) -> None:
             image_root=image_root,
             **instance_meta,
         )
-
-
-__all__ = ["DatasetFilesMissing", "load_coco_instances", "load_coco_panoptic", "register_coco"]

@@ -6,7 +6,7 @@ files are missing raises `DatasetFilesMissing` naming the paths it looked for an
 Metadata keys set for every dataset (besides Detectron2's `thing_classes`, `stuff_classes`, id maps, roots):
 - `tasks`: the evaluation tasks of the dataset (spec §9.5), a tuple drawn from `TASKS`;
 - `evaluator_type`, `ignore_label`;
-- `expected_num_classes`: the size of the dataset's vocabulary;
+- `expected_num_classes`: the size of the dataset's vocabulary (None where only its files know it: SegInW sets);
 - `vocabulary_source`: `"shipped"` (names known without the data) or `"annotations"` (names read from the dataset's
   own files; `resolve_metadata(name)` reads them, and loading the dataset does too).
 """
@@ -20,13 +20,14 @@ from importlib.resources import files
 from typing import Any
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_sem_seg
 
 DATASETS_README = "datasets/README.md"
 TASKS = ("panoptic", "instance", "semantic", "detection")
 VOCABULARY_SOURCES = ("shipped", "annotations")
 
 # name -> expected number of classes, for every dataset registered by this package (filled by `register`)
-EXPECTED_NUM_CLASSES: dict[str, int] = {}
+EXPECTED_NUM_CLASSES: dict[str, int | None] = {}
 _CLASS_RESOLVERS: dict[str, Callable[[], dict]] = {}
 
 
@@ -63,7 +64,7 @@ def register(
     *,
     tasks: Iterable[str],
     evaluator_type: str,
-    expected_num_classes: int,
+    expected_num_classes: int | None,
     vocabulary_source: str = "shipped",
     **metadata: Any,
 ) -> None:
@@ -76,7 +77,8 @@ def register(
         raise ValueError(f"dataset {name!r}: vocabulary_source must be one of {VOCABULARY_SOURCES}")
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
-    MetadataCatalog.remove(name)
+    if name in MetadataCatalog.list():
+        MetadataCatalog.remove(name)
     DatasetCatalog.register(name, loader)
     MetadataCatalog.get(name).set(
         tasks=tasks,
@@ -89,7 +91,7 @@ def register(
 
 
 def register_class_resolver(name: str, resolver: Callable[[], dict]) -> None:
-    """`resolver()` returns the class metadata (names, id maps) read from the dataset's files."""
+    """For a dataset registered without class names: `resolver()` reads them (and id maps) from its files."""
     _CLASS_RESOLVERS[name] = resolver
 
 
@@ -101,11 +103,12 @@ def resolve_metadata(name: str):
     """The dataset's Detectron2 metadata with its class names filled in.
 
     For datasets whose vocabulary is read from annotation files this reads them (once) and raises
-    `DatasetFilesMissing` when they are absent.
+    `DatasetFilesMissing` when they are absent. Id maps of COCO-format jsons matched by name (ODinW, Objects365)
+    are set when the dataset is loaded.
     """
     metadata = MetadataCatalog.get(name)
     resolver = _CLASS_RESOLVERS.get(name)
-    if resolver is not None and (not _has_classes(metadata) or not hasattr(metadata, "class_files_read")):
+    if resolver is not None and not _has_classes(metadata):
         set_class_metadata(name, resolver())
     return metadata
 
@@ -120,4 +123,21 @@ def set_class_metadata(name: str, class_metadata: dict) -> None:
             f"dataset {name!r}: its annotation files define {len(names)} classes, expected {expected} "
             f"(see {DATASETS_README})"
         )
-    metadata.set(class_files_read=True, **class_metadata)
+    metadata.set(**class_metadata)
+
+
+def load_sem_seg_folder(dataset_name: str, image_root: str, gt_root: str, *, image_ext: str = "jpg",
+                        gt_ext: str = "png") -> list[dict]:
+    """`{"file_name", "sem_seg_file_name"}` pairs matched by file stem (Detectron2's `load_sem_seg`)."""
+    require_files(dataset_name, image_root, gt_root)
+    return load_sem_seg(gt_root, image_root, gt_ext=gt_ext, image_ext=image_ext)
+
+
+def read_class_list(dataset_name: str, path: str, expected: int) -> list[str]:
+    """One class name per line, in contiguous-id order; blank lines are ignored."""
+    require_files(dataset_name, path)
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    if len(names) != expected:
+        raise ValueError(f"dataset {dataset_name!r}: {path} lists {len(names)} classes, expected {expected}")
+    return names

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from .coco import load_coco_instances, read_categories
-from .common import read_vocab_file, register, register_class_resolver
+from .coco import load_coco_instances
+from .common import read_vocab_file, register
 
 OBJECTS365_FILES = {
     "v1": {split: (f"annotations/objects365_{split}.json", split) for split in ("train", "val")},
@@ -47,4 +47,3 @@ def register_objects365(root: str) -> None:
                 image_root=image_root,
                 thing_classes=classes,
             )
-            register_class_resolver(name, lambda n=name, j=json_file, c=classes: read_categories(n, j, c))

@@ -13,6 +13,7 @@ noise-free group; a prompt without a concept has content 0).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -155,3 +156,48 @@ def build_prompt_queries(prompts: BoxPrompts, lang_mapper: Tensor) -> Conditione
     content = content * valid[..., None]
     boxes = torch.where(valid[..., None], inverse_sigmoid(prompts.boxes.to(lang_mapper.dtype)), 0.0)
     return ConditionedQueries(content, boxes, valid, 1, group_size)
+
+
+def prompt_boxes_from_pixels(
+    boxes_per_image,
+    output_sizes: list[tuple[int, int]],
+    input_sizes: list[tuple[int, int]],
+    padded_size: tuple[int, int],
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """User boxes (xyxy pixels of each output image) -> prompt boxes normalised to the padded input.
+
+    Boxes are clipped to the output image (with a warning when any coordinate moved), scaled to the network input
+    size (input/output per axis), converted to (cx, cy, w, h) and divided by the padded size.
+
+    Args:
+        boxes_per_image: per image an N_i×4 array or tensor (x0, y0, x1, y1).
+        output_sizes, input_sizes: per image (height, width); padded_size: (Hpad, Wpad).
+
+    Returns:
+        boxes B×G×4 (zeros on padding) and valid B×G bool, G = max N_i.
+    """
+    normalised = []
+    for index, (raw, (out_h, out_w), (in_h, in_w)) in enumerate(zip(boxes_per_image, output_sizes, input_sizes)):
+        boxes = torch.as_tensor(raw, dtype=torch.float32).reshape(-1, 4) if len(raw) else torch.zeros(0, 4)
+        clipped = torch.stack((boxes[:, 0].clamp(0, out_w), boxes[:, 1].clamp(0, out_h),
+                               boxes[:, 2].clamp(0, out_w), boxes[:, 3].clamp(0, out_h)), dim=-1)
+        moved = (clipped != boxes).any(-1)
+        if moved.any():
+            warnings.warn(f"image {index}: boxes {moved.nonzero()[:, 0].tolist()} reach outside the "
+                          f"{out_h}×{out_w} image and were clipped to it", stacklevel=3)
+        empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+        if empty.any():
+            raise ValueError(f"image {index}: boxes {empty.nonzero()[:, 0].tolist()} have no area inside the "
+                             f"{out_h}×{out_w} image (expected x0 < x1, y0 < y1 in pixels)")
+        scaled = clipped * torch.tensor([in_w / out_w, in_h / out_h] * 2)
+        cxcywh = torch.stack(((scaled[:, 0] + scaled[:, 2]) / 2, (scaled[:, 1] + scaled[:, 3]) / 2,
+                              scaled[:, 2] - scaled[:, 0], scaled[:, 3] - scaled[:, 1]), dim=-1)
+        normalised.append(cxcywh / torch.tensor([padded_size[1], padded_size[0]] * 2, dtype=torch.float32))
+    group_size = max((len(b) for b in normalised), default=0)
+    boxes = torch.zeros(len(normalised), group_size, 4)
+    valid = torch.zeros(len(normalised), group_size, dtype=torch.bool)
+    for index, image_boxes in enumerate(normalised):
+        boxes[index, : len(image_boxes)] = image_boxes
+        valid[index, : len(image_boxes)] = True
+    return boxes.to(device), valid.to(device)

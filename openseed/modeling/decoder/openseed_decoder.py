@@ -61,7 +61,6 @@ class OpenSeeDDecoder(nn.Module):
         dn_noise_scale: float,
         initial_pred: bool,
         detach_background_queries: bool,
-        det_interm_keep_background: bool,
         o365_mask_assist: bool,
     ):
         super().__init__()
@@ -81,7 +80,6 @@ class OpenSeeDDecoder(nn.Module):
         self.dn_noise_scale = dn_noise_scale
         self.initial_pred = initial_pred
         self.detach_background_queries = detach_background_queries
-        self.det_interm_keep_background = det_interm_keep_background
         self.o365_mask_assist = o365_mask_assist
 
         if num_background_queries > 0:
@@ -130,7 +128,6 @@ class OpenSeeDDecoder(nn.Module):
             "dn_noise_scale": dec.DN_NOISE_SCALE,
             "initial_pred": dec.INITIAL_PRED,
             "detach_background_queries": dec.DETACH_BACKGROUND_QUERIES,
-            "det_interm_keep_background": dec.DET_INTERM_KEEP_BACKGROUND,
             "o365_mask_assist": dec.O365_MASK_ASSIST,
         }
 
@@ -202,13 +199,15 @@ class OpenSeeDDecoder(nn.Module):
             mask_features: B×mask_dim×h×w (stride 4).
             text_embeddings: K×D normalised embeddings of the vocabulary.
             targets: per image {"labels", "boxes" (normalised cx,cy,w,h), ...}; required in training.
-            task: "seg" (masks) or "det" (no masks; background queries dropped from decoder outputs).
+            task: "seg" (masks) or "det" (no masks; background queries dropped from the decoder layers' outputs but
+                kept in "interm_outputs"). With O365 mask assistance, `det` training computes masks too (the
+                criterion matches against pseudo-masks).
             box_prompts: inference only: one noise-free conditioned query per box.
 
         Returns:
             {"pred_logits" B×Q×K, "pred_boxes" B×Q×4, "pred_masks" B×Q×h×w (seg only), "aux_outputs" (DEC_LAYERS
             dicts: initial prediction, layers 1..DEC_LAYERS-1; masks only in training), "interm_outputs" (encoder
-            proposals; masks only in seg training), "dn_outputs" (same structure for the denoising queries) or
+            proposals, all matching queries; masks only in training), "dn_outputs" (same structure for the denoising queries) or
             None, "dn_meta" {"num_groups", "group_size"} or None, "num_foreground"}; plus "mask_assist"
             {"pred_masks" B×G×h×w, "valid" B×G} for det training with O365 mask assistance, and "prompt_outputs"
             {"pred_logits", "pred_boxes", "pred_masks", "valid"} (last layer) when `box_prompts` is given.
@@ -217,17 +216,15 @@ class OpenSeeDDecoder(nn.Module):
             raise ValueError(f"decoder task must be one of {TASKS}, got {task!r}")
         if len(multi_scale_features) != self.num_feature_levels:
             raise ValueError(f"expected {self.num_feature_levels} feature levels, got {len(multi_scale_features)}")
-        with_masks = task == "seg"
+        mask_assist = self.training and task == "det" and self.o365_mask_assist
+        with_masks = task == "seg" or mask_assist
         num_foreground = self.num_queries if self.training else self.num_queries_test
         memory, spatial_shapes, level_start_index = flatten_memory(multi_scale_features)
 
         matching, num_background = self._matching_queries(memory, spatial_shapes, text_embeddings, num_foreground)
-        interm_keep = matching.content.shape[1]
-        if task == "det" and not self.det_interm_keep_background:
-            interm_keep = num_foreground
-        interm_logits, interm_masks = self.prediction_heads(matching.content[:, :interm_keep], mask_features,
-                                                            text_embeddings, with_masks and self.training)
-        interm = _prediction_set(interm_logits, matching.boxes_unsigmoid[:, :interm_keep].sigmoid(), interm_masks)
+        interm_logits, interm_masks = self.prediction_heads(matching.content, mask_features, text_embeddings,
+                                                            with_masks and self.training)
+        interm = _prediction_set(interm_logits, matching.boxes_unsigmoid.sigmoid(), interm_masks)
 
         content, boxes_unsigmoid = self._decoder_input(matching, num_foreground)
         conditioned, num_dn = self._conditioned(targets, text_embeddings, task, box_prompts)

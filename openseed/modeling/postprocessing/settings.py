@@ -31,7 +31,7 @@ class PostprocessSettings:
     focus_on_box: bool = False
     detections_per_image: int = 300
     num_foreground_queries: int = 300
-    max_chunk_elements: int = 1 << 24
+    max_chunk_elements: int = 1 << 22
 
     def __post_init__(self):
         if self.temperature <= 0:

@@ -1,0 +1,174 @@
+"""Joint training loader (spec §8, preface 1): every iteration yields one mini-batch from every training dataset.
+
+`build_joint_train_loader(cfg, start_iter=0)` returns a `JointLoader`; iterating it yields
+`{dataset_name: list[dict]}` with `DATALOADER.TRAIN_IMS_PER_GPU[i]` mapped samples of `DATASETS.TRAIN[i]`, mapped by
+`DATASETS.TRAIN_MAPPERS[i]` (a name of `openseed.data.mappers.MAPPERS`). Each dataset has its own `DataLoader` with
+`DATALOADER.NUM_WORKERS` worker processes.
+
+Determinism and exact resume. Everything a batch contains is a function of (seed, rank, batch number):
+- indices: an infinite stream whose epoch e is a permutation seeded by (seed, dataset slot, e); rank r of W takes
+  positions r, r + W, r + 2W, ... of it (as Detectron2's `TrainingSampler`), so ranks see different images; batch b
+  of a rank is its stream positions [b·B, (b+1)·B);
+- augmentation: NumPy's and Python's global RNGs are seeded per sample from (seed, slot, rank, position, attempt)
+  around the mapper call (and restored afterwards), so results do not depend on the number of workers;
+- bad samples (the mapper returns None, see `mappers.robust`) are replaced by an index drawn from the same seed.
+The seed is `cfg.SEED` (a seed shared by all ranks is drawn when it is negative: then runs are not repeatable).
+To resume after `k` finished iterations call `build_joint_train_loader(cfg, start_iter=k)`: its first batch is the
+batch k of an uninterrupted run, bit for bit; there is no sampler state to save besides the iteration number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch.utils.data as torchdata
+from detectron2.data import DatasetCatalog
+from detectron2.data.common import DatasetFromList
+from detectron2.utils import comm
+
+from .mappers import SkipBadSamples, build_mapper
+
+logger = logging.getLogger(__name__)
+MAX_CONSECUTIVE_BAD_SAMPLES = 100
+
+
+class TrainIndexStream:
+    """Infinite, deterministic stream of dataset indices for one rank (see the module docstring)."""
+
+    def __init__(self, size: int, *, seed: int, slot: int = 0, rank: int = 0, world_size: int = 1,
+                 shuffle: bool = True):
+        if size <= 0:
+            raise ValueError("cannot sample from an empty dataset")
+        self.size, self.seed, self.slot = size, seed, slot
+        self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
+        self._epoch, self._permutation = -1, np.arange(size)
+
+    def index_at(self, position: int) -> int:
+        """Dataset index at `position` of this rank's stream."""
+        global_position = position * self.world_size + self.rank
+        epoch, offset = divmod(global_position, self.size)
+        if self.shuffle and epoch != self._epoch:
+            self._permutation = np.random.default_rng([self.seed, self.slot, epoch]).permutation(self.size)
+            self._epoch = epoch
+        return int(self._permutation[offset])
+
+
+@contextlib.contextmanager
+def seeded_global_rngs(seed_words: list[int]):
+    """Seed NumPy's and Python's global RNGs (used by Detectron2 augmentations) and restore them afterwards."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    state = np.random.SeedSequence(seed_words).generate_state(2)
+    np.random.seed(int(state[0]))
+    random.seed(int(state[1]))
+    try:
+        yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+
+
+class MappedBatchStream(torchdata.IterableDataset):
+    """Infinite stream of mapped batches (lists of `batch_size` dicts) of one dataset, starting at `start_batch`.
+
+    With several DataLoader workers, worker w produces batches start_batch + w, + w + n, ... and the DataLoader
+    returns them in order, so the stream is the same for any number of workers.
+    """
+
+    def __init__(self, dataset: DatasetFromList, mapper: Callable[[dict], dict | None], stream: TrainIndexStream, *,
+                 batch_size: int, start_batch: int = 0):
+        self.dataset, self.mapper, self.stream = dataset, mapper, stream
+        self.batch_size, self.start_batch = batch_size, start_batch
+
+    def __iter__(self) -> Iterator[list[dict]]:
+        info = torchdata.get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        batch = self.start_batch + worker
+        while True:
+            yield [self.sample(batch * self.batch_size + k) for k in range(self.batch_size)]
+            batch += num_workers
+
+    def sample(self, position: int) -> dict:
+        """The mapped sample at `position` of this rank's stream (bad samples replaced deterministically)."""
+        index = self.stream.index_at(position)
+        base = [self.stream.seed, self.stream.slot, self.stream.rank, position]
+        for attempt in range(MAX_CONSECUTIVE_BAD_SAMPLES):
+            with seeded_global_rngs(base + [attempt]):
+                mapped = self.mapper(self.dataset[index])
+            if mapped is not None:
+                return mapped
+            index = int(np.random.default_rng(base + [attempt, 1]).integers(len(self.dataset)))
+        raise RuntimeError(f"{MAX_CONSECUTIVE_BAD_SAMPLES} consecutive bad samples at stream position {position}; "
+                           "see the warnings above for the files and problems")
+
+
+def _no_collate(batch: list[dict]) -> list[dict]:
+    return batch
+
+
+class JointLoader:
+    """Zips one infinite loader per dataset: each step yields `{dataset_name: list[dict]}`."""
+
+    def __init__(self, loaders: dict[str, torchdata.DataLoader], batch_sizes: dict[str, int]):
+        self.loaders, self.batch_sizes = loaders, batch_sizes
+
+    @property
+    def dataset_names(self) -> tuple[str, ...]:
+        return tuple(self.loaders)
+
+    def __iter__(self) -> Iterator[dict[str, list[dict]]]:
+        iterators = {name: iter(loader) for name, loader in self.loaders.items()}
+        while True:
+            yield {name: next(iterator) for name, iterator in iterators.items()}
+
+
+def _has_annotations(record: dict) -> bool:
+    items = record.get("segments_info", record.get("annotations", []))
+    return any(not item.get("iscrowd", 0) for item in items)
+
+
+def train_dataset_dicts(name: str, filter_empty: bool) -> list[dict]:
+    """A registered dataset's dicts, without images lacking non-crowd annotations when `filter_empty`."""
+    records = DatasetCatalog.get(name)
+    if filter_empty:
+        kept = [r for r in records if _has_annotations(r)]
+        logger.info("dataset %r: removed %d images without annotations", name, len(records) - len(kept))
+        records = kept
+    if not records:
+        raise ValueError(f"training dataset {name!r} has no images")
+    return records
+
+
+def training_seed(cfg) -> int:
+    """`cfg.SEED`, or (when negative) a random seed shared by all ranks."""
+    return int(cfg.SEED) if cfg.SEED >= 0 else int(comm.shared_random_seed())
+
+
+def build_joint_train_loader(cfg, start_iter: int = 0) -> JointLoader:
+    """One loader per `DATASETS.TRAIN` entry, zipped (see the module docstring); `start_iter` resumes exactly."""
+    names = tuple(cfg.DATASETS.TRAIN)
+    mappers = tuple(cfg.DATASETS.TRAIN_MAPPERS)
+    sizes = tuple(cfg.DATALOADER.TRAIN_IMS_PER_GPU)
+    if not names or not (len(names) == len(mappers) == len(sizes)):
+        raise ValueError(f"DATASETS.TRAIN {names}, DATASETS.TRAIN_MAPPERS {mappers} and "
+                         f"DATALOADER.TRAIN_IMS_PER_GPU {sizes} must be non-empty and of equal length")
+    seed, rank, world_size = training_seed(cfg), comm.get_rank(), comm.get_world_size()
+    loaders, batch_sizes = {}, {}
+    for slot, (name, mapper_name, batch_size) in enumerate(zip(names, mappers, sizes)):
+        if batch_size <= 0:
+            raise ValueError(f"DATALOADER.TRAIN_IMS_PER_GPU[{slot}] for {name!r} must be positive, got {batch_size}")
+        records = train_dataset_dicts(name, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+        mapper = SkipBadSamples(build_mapper(mapper_name, cfg, is_train=True, dataset_name=name), is_train=True,
+                                dataset_name=name)
+        stream = TrainIndexStream(len(records), seed=seed, slot=slot, rank=rank, world_size=world_size)
+        dataset = MappedBatchStream(DatasetFromList(records, copy=False, serialize=True), mapper, stream,
+                                    batch_size=batch_size, start_batch=start_iter)
+        loaders[name] = torchdata.DataLoader(dataset, batch_size=None, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                                             collate_fn=_no_collate)
+        batch_sizes[name] = batch_size
+        logger.info("training dataset %r: %d images, mapper %r, %d images per GPU", name, len(records), mapper_name,
+                    batch_size)
+    return JointLoader(loaders, batch_sizes)

@@ -1,0 +1,157 @@
+"""One optimisation step over a joint batch (spec §8, §11.1).
+
+`JointStepTrainer.run_step`: next joint batch `{dataset_name: list[dict]}` → forward under autocast (CUDA AMP only)
+→ the model's losses (already prefixed `dataset.loss_key` and weighted) summed → stop on a non-finite loss on any
+rank → one backward (scaled for fp16) → unscale → full-model gradient clipping → optimizer step.
+Logged per step: `total_loss`, every loss key, `{dataset}.total_loss` per dataset, `grad_norm`, `data_time`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from detectron2.engine import SimpleTrainer
+from detectron2.utils import comm
+from detectron2.utils.events import get_event_storage
+
+from openseed.engine.optimizer import clip_full_model_gradients
+
+logger = logging.getLogger(__name__)
+
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def amp_dtype_from_config(cfg) -> torch.dtype | None:
+    """The autocast dtype of `SOLVER.AMP`, or None when AMP is off or the device is not CUDA (CPU runs in fp32)."""
+    if not cfg.SOLVER.AMP.ENABLED:
+        return None
+    if cfg.SOLVER.AMP.DTYPE not in AMP_DTYPES:
+        raise ValueError(f"SOLVER.AMP.DTYPE={cfg.SOLVER.AMP.DTYPE!r}: expected one of {sorted(AMP_DTYPES)}")
+    if torch.device(cfg.MODEL.DEVICE).type != "cuda":
+        logger.info(f"SOLVER.AMP.ENABLED is ignored on MODEL.DEVICE={cfg.MODEL.DEVICE!r}: training in float32")
+        return None
+    return AMP_DTYPES[cfg.SOLVER.AMP.DTYPE]
+
+
+def dataset_loss_sums(loss_values: dict[str, float]) -> dict[str, float]:
+    """`{"coco.loss_a": 1, "coco.loss_b": 2, "o365.loss_a": 3}` -> `{"coco.total_loss": 3, "o365.total_loss": 3}`."""
+    sums: dict[str, float] = defaultdict(float)
+    for key, value in loss_values.items():
+        dataset, separator, _ = key.rpartition(".")
+        if separator:
+            sums[f"{dataset}.total_loss"] += value
+    return dict(sums)
+
+
+class JointStepTrainer(SimpleTrainer):
+    """`SimpleTrainer` whose step handles AMP, non-finite losses and full-model clipping for joint batches."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data_loader,
+        optimizer: torch.optim.Optimizer,
+        *,
+        device: torch.device,
+        amp_dtype: torch.dtype | None = None,
+        clip_max_norm: float | None = None,
+        clip_norm_type: float = 2.0,
+    ):
+        """
+        Args:
+            model: returns a dict of scalar losses for a training batch (possibly wrapped in DDP).
+            data_loader: iterable of training batches (may be None until `reset_data_loader`).
+            device: the training device; autocast and the cross-rank finite check run there.
+            amp_dtype: autocast dtype (float16 adds a GradScaler), None for float32.
+            clip_max_norm: clip the global gradient norm to this value; None disables clipping.
+        """
+        super().__init__(model, data_loader, optimizer)
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.clip_max_norm = clip_max_norm
+        self.clip_norm_type = clip_norm_type
+        self.grad_scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    def start_data_iterator(self) -> None:
+        """Create the data iterator now (it is otherwise created by the first step)."""
+        self._data_loader_iter_obj = iter(self.data_loader)
+
+    def run_step(self) -> None:
+        assert self.model.training, "[JointStepTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss_dict = self.model(data)
+        if not loss_dict:
+            raise ValueError(f"iteration {self.iter}: the model returned no losses for datasets {list(data)}")
+        loss_values = self._checked_loss_values(loss_dict)
+        total_loss = sum(loss_dict.values())
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.grad_scaler.scale(total_loss).backward()
+        self.after_backward()
+
+        self.grad_scaler.unscale_(self.optimizer)
+        grad_norm = None
+        if self.clip_max_norm is not None:
+            grad_norm = float(clip_full_model_gradients(self.optimizer, self.clip_max_norm, self.clip_norm_type))
+            if not math.isfinite(grad_norm) and not self.grad_scaler.is_enabled():
+                raise FloatingPointError(
+                    f"gradient norm became {grad_norm} at iteration {self.iter} with finite losses {loss_values}; "
+                    "training stopped before the optimizer step, the last checkpoint is kept"
+                )
+        self._write_step_metrics(loss_values, data_time, grad_norm)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+
+    def _checked_loss_values(self, loss_dict: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The losses as floats (one device sync); raises `FloatingPointError` on every rank if any rank has a
+        non-finite loss, before any backward or optimizer step."""
+        stacked = torch.stack([value.detach().float().reshape(()) for value in loss_dict.values()])
+        values = stacked.cpu()
+        bad_ranks = torch.zeros(comm.get_world_size(), device=stacked.device)
+        bad_ranks[comm.get_rank()] = float(not bool(torch.isfinite(values).all()))
+        if comm.get_world_size() > 1:
+            dist.all_reduce(bad_ranks)
+        loss_values = dict(zip(loss_dict, values.tolist()))
+        if bad_ranks.any():
+            ranks = bad_ranks.nonzero().flatten().tolist()
+            raise FloatingPointError(
+                f"loss became infinite or NaN at iteration {self.iter} on rank(s) {ranks}; training stopped "
+                f"before the update, the last checkpoint is kept. Losses on rank {comm.get_rank()}: {loss_values}"
+            )
+        return loss_values
+
+    def _write_step_metrics(self, loss_values: dict[str, float], data_time: float, grad_norm: float | None) -> None:
+        metrics = dict(loss_values)
+        metrics["data_time"] = data_time
+        all_metrics = comm.gather(metrics)
+        if not comm.is_main_process():
+            return
+        storage = get_event_storage()
+        storage.put_scalar("data_time", max(m.pop("data_time") for m in all_metrics))
+        averaged = {key: float(np.mean([m[key] for m in all_metrics])) for key in all_metrics[0]}
+        storage.put_scalar("total_loss", sum(averaged.values()))
+        storage.put_scalars(**averaged, **dataset_loss_sums(averaged))
+        if grad_norm is not None:
+            storage.put_scalar("grad_norm", grad_norm)
+        if self.grad_scaler.is_enabled():
+            storage.put_scalar("[metric]grad_scale", self.grad_scaler.get_scale(), smoothing_hint=False)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["grad_scaler"] = self.grad_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if self.grad_scaler.is_enabled():
+            self.grad_scaler.load_state_dict(state_dict["grad_scaler"])

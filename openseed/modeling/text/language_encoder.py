@@ -1,0 +1,232 @@
+"""`LanguageEncoder` (= `sem_seg_head.predictor.lang_encoder`): vocabulary -> unit-norm text embeddings K×DIM_PROJ,
+and the class logits of visual embeddings against them (spec §4).
+
+Attributes (official names, so checkpoints map 1:1): `lang_encoder` (the CLIP-style transformer or a Hugging Face
+backbone), `lang_proj` (width×DIM_PROJ), `logit_scale` (scalar; logits use exp(logit_scale)).
+
+Prompts (spec §4.3): a class name is normalised with `openseed.vocabulary.normalize_class_name` and put into a prompt
+template. Evaluation encodes every template (prompt ensemble: each prompt embedding L2-normalised, mean over the
+prompts of a class, renormalised), without gradients, cached per (names, normalisation, templates) in memory and
+optionally on disk. Training draws one template per class (and one synonym per class for "a/b" names) and keeps the
+gradients; nothing is cached. Prompts of a batch are sorted by token length and encoded in chunks of similar length,
+each cut to its longest prompt (exact with the causal mask), which makes the ensemble fast and training light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import torch
+from detectron2.config import configurable
+from torch import nn
+
+from openseed.vocabulary import Vocabulary, normalize_class_name, synonyms
+
+from .clip_transformer import ClipTextTransformer, load_language_weights
+from .embedding_cache import EmbeddingCache
+from .hf_encoder import HFTextEncoder, default_hf_model_path, hf_tokenizer
+from .prompts import PROMPT_TEMPLATES
+from .tokenizer import TextTokenizer, clip_tokenizer
+
+# DATASETS.CLASS_NAME_NORMALISATION -> (training mode, evaluation mode) of `normalize_class_name`
+NORMALISATION_MODES = {
+    "consistent": ("consistent", "consistent"),
+    "reference": ("reference-train", "reference-eval"),
+}
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+class LanguageEncoder(nn.Module):
+    """Text side of OpenSeeD: `embed_vocabulary` (K×DIM_PROJ, unit norm) and `similarity` (class logits).
+
+    Args:
+        lang_encoder: module mapping (input_ids N×L, attention_mask N×L) to pooled features N×width; has `.width`.
+        tokenizer: texts -> (input_ids, attention_mask), both N×L.
+        dim_proj: output embedding size.
+        class_name_normalisation: "consistent" or "reference" (DATASETS.CLASS_NAME_NORMALISATION).
+        prompt_ensemble: evaluation encodes all templates; otherwise only the first ("{}.").
+        cache_dir: directory of the on-disk embedding cache; empty disables it.
+        max_tokens_per_chunk: bound on prompts × positions encoded at once (memory), evaluation and training.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        lang_encoder: nn.Module,
+        tokenizer: TextTokenizer,
+        dim_proj: int,
+        class_name_normalisation: str = "consistent",
+        prompt_ensemble: bool = True,
+        cache_dir: str = "",
+        max_tokens_per_chunk: int = 4096,
+    ):
+        super().__init__()
+        if class_name_normalisation not in NORMALISATION_MODES:
+            raise ValueError(
+                f"DATASETS.CLASS_NAME_NORMALISATION must be one of {sorted(NORMALISATION_MODES)}, "
+                f"got {class_name_normalisation!r}"
+            )
+        self.lang_encoder = lang_encoder
+        self.tokenizer = tokenizer
+        self.lang_proj = nn.Parameter(torch.empty(lang_encoder.width, dim_proj))
+        nn.init.trunc_normal_(self.lang_proj, std=0.02)
+        self.logit_scale = nn.Parameter(torch.ones([]))
+        self.train_mode, self.eval_mode = NORMALISATION_MODES[class_name_normalisation]
+        self.templates = PROMPT_TEMPLATES
+        self.eval_templates = PROMPT_TEMPLATES if prompt_ensemble else PROMPT_TEMPLATES[:1]
+        self.max_tokens_per_chunk = max_tokens_per_chunk
+        self.cache = EmbeddingCache(cache_dir)
+        self._weights_digest: str | None = None
+        self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.clear_cache())
+
+    @classmethod
+    def from_config(cls, cfg):
+        text = cfg.MODEL.TEXT
+        if text.ENCODER == "clip":
+            lang_encoder = ClipTextTransformer(
+                context_length=text.CONTEXT_LENGTH,
+                width=text.WIDTH,
+                layers=text.LAYERS,
+                heads=text.HEADS,
+                causal=text.CAUSAL,
+                activation_checkpoint=text.ACTIVATION_CHECKPOINT,
+            )
+            if text.INIT_WEIGHTS:
+                load_language_weights(lang_encoder, text.INIT_WEIGHTS)
+            tokenizer = clip_tokenizer(text.CONTEXT_LENGTH)
+        elif text.ENCODER == "hf":
+            if text.INIT_WEIGHTS:
+                raise ValueError("MODEL.TEXT.INIT_WEIGHTS applies to the CLIP encoder; the HF encoder loads its folder")
+            model_path = text.HF_MODEL_PATH or default_hf_model_path()
+            lang_encoder = HFTextEncoder(model_path)
+            tokenizer = hf_tokenizer(model_path, text.CONTEXT_LENGTH)
+        else:
+            raise ValueError(f"MODEL.TEXT.ENCODER must be 'clip' or 'hf', got {text.ENCODER!r}")
+        return {
+            "lang_encoder": lang_encoder,
+            "tokenizer": tokenizer,
+            "dim_proj": cfg.MODEL.DIM_PROJ,
+            "class_name_normalisation": cfg.DATASETS.CLASS_NAME_NORMALISATION,
+            "prompt_ensemble": text.EVAL_PROMPT_ENSEMBLE,
+            "cache_dir": text.CACHE_DIR,
+        }
+
+    # ----------------------------------------------------------------------------------------------- public API
+    def embed_vocabulary(
+        self, vocabulary: Vocabulary, train: bool, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Unit-norm text embeddings K×DIM_PROJ of a vocabulary's classes (row k = class id k).
+
+        `train=False`: prompt ensemble, no gradients, cached. `train=True`: one random template (and synonym) per
+        class drawn with `generator` (CPU; default: the global RNG), with gradients.
+        """
+        if not isinstance(vocabulary, Vocabulary):
+            raise TypeError(f"embed_vocabulary expects an openseed.vocabulary.Vocabulary, got {type(vocabulary)}")
+        return self.embed_names(vocabulary.names, train=train, generator=generator)
+
+    def embed_names(
+        self, names: Sequence[str], train: bool, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """As `embed_vocabulary`, for bare class names (e.g. the concepts of box-prompted segmentation)."""
+        names = tuple(str(n) for n in names)
+        if not names:
+            raise ValueError("empty vocabulary: there are no class names to embed")
+        if train:
+            return self._encode_prompts(self._training_prompts(names, generator))
+        return self._cached_eval_embeddings(names)
+
+    def similarity(self, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Class logits B×Q×K = exp(logit_scale) · (visual / ‖visual‖) · textᵀ for visual B×Q×D and text K×D."""
+        visual = visual / (visual.norm(dim=-1, keepdim=True) + 1e-7)
+        return self.logit_scale.exp() * visual @ text.t()
+
+    def clear_cache(self) -> None:
+        """Forget cached evaluation embeddings (done automatically on `train()` and `load_state_dict`)."""
+        self.cache.clear_memory()
+        self._weights_digest = None
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.clear_cache()
+        return super().train(mode)
+
+    # -------------------------------------------------------------------------------------------------- prompts
+    def _training_prompts(self, names: tuple[str, ...], generator: torch.Generator | None) -> list[str]:
+        template_ids = torch.randint(len(self.templates), (len(names),), generator=generator).tolist()
+        prompts = []
+        for name, template_id in zip(names, template_ids):
+            options = synonyms(name)
+            if len(options) > 1:
+                name = options[int(torch.randint(len(options), (1,), generator=generator))]
+            prompts.append(self.templates[template_id].format(normalize_class_name(name, self.train_mode)))
+        return prompts
+
+    def _eval_class_texts(self, name: str) -> list[str]:
+        """Texts of one class at evaluation: all its synonyms in "consistent" mode, the whole name otherwise."""
+        variants = synonyms(name) if self.eval_mode == "consistent" else (name,)
+        return [normalize_class_name(v, self.eval_mode) for v in variants]
+
+    # ------------------------------------------------------------------------------------------------- encoding
+    def _encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Prompts -> N×DIM_PROJ, each row L2-normalised (eps 1e-7 as the official)."""
+        input_ids, attention_mask = self.tokenizer(prompts)
+        lengths = attention_mask.sum(dim=-1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        device = self.lang_proj.device
+        features, start = [], 0
+        while start < len(order):
+            rows = max(1, self.max_tokens_per_chunk // int(lengths[order[start]]))
+            chunk = order[start : start + rows]
+            features.append(self.lang_encoder(input_ids[chunk].to(device), attention_mask[chunk].to(device)))
+            start += rows
+        features = torch.cat(features)[torch.argsort(order).to(device)]
+        embeddings = features @ self.lang_proj
+        return embeddings / (embeddings.norm(dim=-1, keepdim=True) + 1e-7)
+
+    @torch.no_grad()
+    def _ensemble_embeddings(self, names: tuple[str, ...]) -> torch.Tensor:
+        """Prompt ensemble K×DIM_PROJ: mean of the unit prompt embeddings of each class, renormalised."""
+        prompts, class_ids = [], []
+        for class_id, name in enumerate(names):
+            for text in self._eval_class_texts(name):
+                prompts.extend(template.format(text) for template in self.eval_templates)
+                class_ids.extend([class_id] * len(self.eval_templates))
+        embeddings = self._encode_prompts(prompts).float()
+        class_ids = torch.tensor(class_ids, device=embeddings.device)
+        sums = embeddings.new_zeros(len(names), embeddings.shape[1]).index_add_(0, class_ids, embeddings)
+        counts = torch.bincount(class_ids, minlength=len(names)).unsqueeze(1).to(sums.dtype)
+        means = sums / counts
+        return means / means.norm(dim=-1, keepdim=True)
+
+    def _cached_eval_embeddings(self, names: tuple[str, ...]) -> torch.Tensor:
+        device = self.lang_proj.device
+        memory_key = _digest(self.eval_mode, *self.eval_templates, "\x1d", *names)
+        embeddings = self.cache.get(memory_key)
+        if embeddings is not None:
+            return embeddings.to(device)
+        disk_key = _digest(memory_key, self._weights_hash()) if self.cache.on_disk else None
+        if disk_key is not None:
+            embeddings = self.cache.load(disk_key, names)
+        if embeddings is None:
+            embeddings = self._ensemble_embeddings(names)
+            if disk_key is not None:
+                self.cache.save(disk_key, names, embeddings)
+        embeddings = embeddings.to(device)
+        self.cache.put(memory_key, embeddings)
+        return embeddings
+
+    def _weights_hash(self) -> str:
+        """SHA-256 of every text-encoder tensor (names, dtypes, shapes, values); memoised until the cache clears."""
+        if self._weights_digest is None:
+            hasher = hashlib.sha256(type(self.lang_encoder).__name__.encode("utf-8"))
+            for key, tensor in self.state_dict().items():
+                tensor = tensor.detach().cpu().contiguous().reshape(-1)
+                hasher.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+                hasher.update(tensor.view(torch.uint8).numpy())
+            self._weights_digest = hasher.hexdigest()
+        return self._weights_digest
