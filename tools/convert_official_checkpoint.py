@@ -38,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allow-mismatch", action="store_true",
                         help="keep the model's initialisation for tensors whose shapes differ (reported)")
     parser.add_argument("--safetensors", action="store_true", help="write a .safetensors file")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
-    return parser.parse_args(argv)
+    parser.add_argument("opts", nargs="*", help="config overrides as KEY VALUE pairs")
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

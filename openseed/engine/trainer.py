@@ -28,6 +28,7 @@ from detectron2.solver import build_lr_scheduler
 from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
+from openseed.data import build_joint_train_loader
 from openseed.engine.checkpointer import TrainingCheckpointer, load_text_encoder_weights
 from openseed.engine.hooks import ParameterSyncCheck, PeriodicCheckpointer, PeriodicEvaluation
 from openseed.engine.optimizer import build_optimizer
@@ -107,8 +108,6 @@ class OpenSeeDTrainer(TrainerBase):
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int):
         """The joint loader `{dataset_name: list[dict]}` positioned at batch `start_iter`."""
-        from openseed.data.joint_loader import build_joint_train_loader
-
         return build_joint_train_loader(cfg, start_iter=start_iter)
 
     def build_hooks(self) -> list:

@@ -30,7 +30,8 @@ class CompactMetricPrinter(CommonMetricPrinter):
         if storage.iter == self._max_iter:
             return
         histories = storage.histories()
-        shown = [k for k in histories if k.endswith("total_loss")] + [k for k in ("grad_norm",) if k in histories]
+        dataset_sums = sorted(k for k in histories if k.endswith(".total_loss"))
+        shown = [k for k in ("total_loss", *dataset_sums, "grad_norm") if k in histories]
         values = "  ".join(f"{k}: {self._median(storage, k):.4g}" for k in shown)
         times = "  ".join(
             f"{k}: {histories[k].global_avg() if k == 'time' else self._median(storage, k):.4f}"
@@ -71,8 +72,9 @@ class WandbWriter(EventWriter):
         )
 
     @property
-    def run_dir(self) -> str:
-        return self._run.dir
+    def run(self):
+        """The `wandb` run."""
+        return self._run
 
     def write(self) -> None:
         storage = get_event_storage()
@@ -81,7 +83,7 @@ class WandbWriter(EventWriter):
             if iteration > self._last_write:
                 by_iteration.setdefault(iteration, {})[key] = value
         for iteration in sorted(by_iteration):
-            self._run.log(by_iteration[iteration], step=iteration)
+            self._run.log(by_iteration[iteration], step=iteration, commit=True)
         if by_iteration:
             self._last_write = max(by_iteration)
 

@@ -1,4 +1,4 @@
 """modeling."""
 
-from openseed.modeling import backbone, pixel_decoder  # noqa: F401  (registers the backbones)
-from openseed.modeling import meta_arch  # noqa: F401,E402  (registers OpenSeeD in META_ARCH_REGISTRY)
+# Imported for their registrations: the backbones (BACKBONE_REGISTRY) and OpenSeeD (META_ARCH_REGISTRY).
+from openseed.modeling import backbone, meta_arch, pixel_decoder  # noqa: F401

@@ -153,3 +153,13 @@ def test_sine_position_embedding_by_hand():
             x = (j + 1) / (3 + 1e-6) * 2 * math.pi
             expected = torch.tensor(encode(y) + encode(x), dtype=torch.float64)
             torch.testing.assert_close(pos[1, :, i, j], expected, rtol=0, atol=1e-12)
+
+
+def test_keyword_construction_for_lazy_config():
+    small = {"res2": (32, 4), "res3": (64, 8), "res4": (128, 16), "res5": (256, 32)}
+    decoder = OpenSeeDPixelDecoder(shapes_of(small), transformer_in_features=["res3", "res4", "res5"],
+                                   total_num_feature_levels=4, conv_dim=64, mask_dim=64, transformer_enc_layers=1,
+                                   transformer_dim_feedforward=64)
+    with torch.no_grad():
+        mask_features, multi_scale = decoder(random_features(small, 64, 64))
+    assert mask_features.shape == (1, 64, 16, 16) and len(multi_scale) == 4

@@ -47,7 +47,7 @@ def _reference_panoptic(class_logits, masks, thing_ids, s, merged=None):
     if s.transform_eval:
         scores, labels = F.softmax(class_logits.sigmoid() / s.temperature, dim=-1).max(-1)
     cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], masks.sigmoid()[keep]
-    panoptic = torch.zeros(masks.shape[-2:], dtype=torch.int32)
+    panoptic = torch.zeros(masks.shape[-2:], dtype=torch.int32, device=masks.device)
     segments, stuff_ids, next_id = [], {}, 0
     if len(cur_masks) == 0:
         return panoptic, segments
@@ -81,14 +81,14 @@ def _reference_instances(class_logits, masks, boxes, input_size, padded_size, ou
     scale_w = padded_size[1] / input_size[1] * output_size[1]
     cx, cy, w, h = boxes.unbind(-1)
     xyxy = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
-    xyxy = xyxy * torch.tensor([scale_w, scale_h, scale_w, scale_h])
+    xyxy = xyxy * torch.tensor([scale_w, scale_h, scale_w, scale_h], device=boxes.device)
     scores = class_logits[:fg].sigmoid()
-    labels = torch.arange(num_classes).repeat(scores.shape[0])
+    labels = torch.arange(num_classes, device=scores.device).repeat(scores.shape[0])
     top_scores, top_indices = scores.flatten().topk(s.detections_per_image, sorted=False)
     top_labels = labels[top_indices]
     queries = top_indices // num_classes
     if "panoptic" in tasks:
-        keep = torch.tensor([label.item() in thing_ids for label in top_labels], dtype=torch.bool)
+        keep = torch.tensor([label.item() in thing_ids for label in top_labels], dtype=torch.bool, device=scores.device)
         top_scores, top_labels, queries = top_scores[keep], top_labels[keep], queries[keep]
     result = Instances(tuple(output_size))
     result.pred_boxes = Boxes(xyxy[:fg][queries])
@@ -164,13 +164,12 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("queries_per_chunk", [3, 1000])
-def test_lean_equals_reference(case, seed, queries_per_chunk):
+def run_case(case, seed, queries_per_chunk, device):
     tasks, input_size, output_size, object_thr, overlap_thr, transform, focus = case
     padded_size = (96, 128)
-    class_logits, mask_logits, boxes, is_thing = random_outputs(seed)
+    class_logits, mask_logits, boxes, is_thing = (
+        t.to(device) if torch.is_tensor(t) else t for t in random_outputs(seed)
+    )
     settings = PostprocessSettings(
         object_mask_threshold=object_thr,
         overlap_threshold=overlap_thr,
@@ -196,6 +195,23 @@ def test_lean_equals_reference(case, seed, queries_per_chunk):
     )
     # Mask scores are row sums; torch splits a single row across threads, so only scores without masks are bitwise.
     assert_same_results(lean, ref, exact_scores=focus or "detection" in tasks)
+    for value in lean.values():
+        tensor = value[0] if isinstance(value, tuple) else value if torch.is_tensor(value) else value.scores
+        assert tensor.device.type == torch.device(device).type
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("queries_per_chunk", [3, 1000])
+def test_lean_equals_reference(case, seed, queries_per_chunk):
+    run_case(case, seed, queries_per_chunk, "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_lean_equals_reference_on_cuda():
+    for case in CASES:
+        for queries_per_chunk in (3, 1000):
+            run_case(case, 0, queries_per_chunk, "cuda")
 
 
 def test_random_cases_exercise_every_branch():

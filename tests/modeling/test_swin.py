@@ -133,3 +133,10 @@ def test_absolute_position_embedding_option():
         before = backbone(x)["res2"]
         backbone.absolute_pos_embed.add_(1.0)
         assert not torch.allclose(before, backbone(x)["res2"])
+
+
+def test_keyword_construction_for_lazy_config():
+    backbone = D2SwinTransformer(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4,
+                                 out_features=("res2", "res3"), drop_path_rate=0.0)
+    out = backbone(torch.randn(1, 3, 40, 24))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"res2": (1, 16, 10, 6), "res3": (1, 32, 5, 3)}

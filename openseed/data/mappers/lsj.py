@@ -81,7 +81,7 @@ def make_instances(image_hw: tuple[int, int], classes: list[int], masks: np.ndar
     classes_array = np.asarray(classes, dtype=np.int64).reshape(-1)
     if masks is not None:
         boxes = masks_to_boxes(masks)
-        keep = masks.reshape(len(masks), -1).any(axis=1)
+        keep = masks.any(axis=(1, 2))
     else:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         keep = ((boxes[:, 2] - boxes[:, 0]) > 1e-5) & ((boxes[:, 3] - boxes[:, 1]) > 1e-5)

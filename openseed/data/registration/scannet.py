@@ -94,7 +94,7 @@ def register_scannet(root: str) -> None:
     name = "scannet_21_panoptic_val"
     register(
         name,
-        lambda: load_coco_panoptic(name, image_file_fn=_scannet_image, **panoptic),
+        lambda n=name: load_coco_panoptic(n, image_file_fn=_scannet_image, **panoptic),
         tasks=("panoptic", "semantic"),
         evaluator_type="scannet_panoptic_seg",
         expected_num_classes=20,

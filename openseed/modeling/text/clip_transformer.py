@@ -68,6 +68,39 @@ class ResidualAttentionBlock(nn.Module):
         )[0]
         return x + self.mlp(self.ln_2(x))
 
+    def forward_shared_prefix(self, prefix: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal block over sequences that all start with the same P tokens, computed once.
+
+        prefix 1×P×width (the common first positions), x N×S×width (each sequence's remaining positions)
+        -> (prefix, x) after the block: the same values as the block on the full N×(P+S) sequences.
+        """
+        heads = self.attn.num_heads
+        q_p, k_p, v_p = _split_heads(F.linear(self.ln_1(prefix), self.attn.in_proj_weight, self.attn.in_proj_bias), heads)
+        q_x, k_x, v_x = _split_heads(F.linear(self.ln_1(x), self.attn.in_proj_weight, self.attn.in_proj_bias), heads)
+        prefix_len, length = prefix.shape[1], x.shape[1]
+        visible = torch.ones(length, prefix_len + length, dtype=torch.bool, device=x.device).tril_(prefix_len)
+        batch = x.shape[0]
+        attended_x = F.scaled_dot_product_attention(
+            q_x, torch.cat([k_p.expand(batch, -1, -1, -1), k_x], 2),
+            torch.cat([v_p.expand(batch, -1, -1, -1), v_x], 2), attn_mask=visible,
+        )
+        attended_p = F.scaled_dot_product_attention(q_p, k_p, v_p, is_causal=True)
+        prefix = prefix + self.attn.out_proj(_merge_heads(attended_p))
+        x = x + self.attn.out_proj(_merge_heads(attended_x))
+        return prefix + self.mlp(self.ln_2(prefix)), x + self.mlp(self.ln_2(x))
+
+
+def _split_heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """N×T×3W packed projections -> q, k, v, each N×heads×T×(W/heads)."""
+    n, t, _ = qkv.shape
+    return qkv.view(n, t, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """N×heads×T×d -> N×T×(heads·d)."""
+    n, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(n, t, h * d)
+
 
 class ClipTextTransformer(nn.Module):
     """Token ids N×L -> pooled text features N×width (`forward`) or hidden states N×L×width (`hidden_states`).
@@ -134,7 +167,8 @@ class ClipTextTransformer(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids N×L, attention_mask N×L -> N×width: the hidden state at each sequence's largest token id.
 
-        The batch is cut to the longest prefix that can influence a pooled state (exact).
+        Exact shortcuts: the batch is cut to the longest prefix that can influence a pooled state, and with the causal
+        mask, leading tokens shared by all sequences (a prompt template's words) are encoded once.
         """
         pool_index = input_ids.argmax(dim=-1)
         if self.causal:
@@ -143,10 +177,33 @@ class ClipTextTransformer(nn.Module):
             keep = int(max(attention_mask.sum(dim=-1).max(), pool_index.max() + 1))
         else:
             keep = input_ids.shape[1]
+        input_ids = input_ids[:, :keep]
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        shared = self._shared_prefix_length(input_ids, pool_index) if self.causal else 0
+        if shared > 1:
+            hidden = self._suffix_hidden_states(input_ids, shared)
+            return hidden[rows, pool_index - shared]
         mask = attention_mask[:, :keep] if attention_mask is not None else None
-        hidden = self.hidden_states(input_ids[:, :keep], mask)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), pool_index]
+        return self.hidden_states(input_ids, mask)[rows, pool_index]
 
+    @staticmethod
+    def _shared_prefix_length(input_ids: torch.Tensor, pool_index: torch.Tensor) -> int:
+        """Leading positions on which all rows agree, excluding every row's pooling position."""
+        if input_ids.shape[0] < 2:
+            return 0
+        agree = (input_ids == input_ids[:1]).all(dim=0)
+        return min(int(agree.long().cumprod(0).sum()), int(pool_index.min()))
+
+    def _suffix_hidden_states(self, input_ids: torch.Tensor, shared: int) -> torch.Tensor:
+        """Causal hidden states N×(T-shared)×width of positions ≥ `shared`, the first `shared` encoded once."""
+        prefix = self.token_embedding(input_ids[:1, :shared]) + self.positional_embedding[:shared]
+        x = self.token_embedding(input_ids[:, shared:]) + self.positional_embedding[shared : input_ids.shape[1]]
+        for block in self.resblocks:
+            if self.activation_checkpoint and self.training and torch.is_grad_enabled():
+                prefix, x = checkpoint(block.forward_shared_prefix, prefix, x, use_reentrant=False)
+            else:
+                prefix, x = block.forward_shared_prefix(prefix, x)
+        return self.ln_final(x)
 
 _CHECKPOINT_PREFIXES = (
     "model.sem_seg_head.predictor.lang_encoder.lang_encoder.",

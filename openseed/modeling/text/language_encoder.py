@@ -172,31 +172,45 @@ class LanguageEncoder(nn.Module):
         return [normalize_class_name(v, self.eval_mode) for v in variants]
 
     # ------------------------------------------------------------------------------------------------- encoding
-    def _encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Prompts -> N×DIM_PROJ, each row L2-normalised (eps 1e-7 as the official)."""
+    def _encode_prompts(self, prompts: Sequence[str], groups: Sequence[int] | None = None) -> torch.Tensor:
+        """Prompts -> N×DIM_PROJ, each row L2-normalised (eps 1e-7 as the official).
+
+        Prompts are encoded in chunks of equal token length (no padding) and, when `groups` is given (one id per
+        prompt, e.g. its template), of one group, so that a causal encoder shares the group's leading tokens.
+        Chunks hold at most `max_tokens_per_chunk` tokens.
+        """
         input_ids, attention_mask = self.tokenizer(prompts)
-        lengths = attention_mask.sum(dim=-1)
-        order = torch.argsort(lengths, descending=True, stable=True)
+        lengths = attention_mask.sum(dim=-1).tolist()
+        group_of = list(groups) if groups is not None else [0] * len(lengths)
+        order = sorted(range(len(lengths)), key=lambda i: (group_of[i], lengths[i]))
+        chunks, start = [], 0
+        for end in range(1, len(order) + 1):
+            first = order[start]
+            if (
+                end == len(order)
+                or (group_of[order[end]], lengths[order[end]]) != (group_of[first], lengths[first])
+                or (end - start + 1) * lengths[first] > self.max_tokens_per_chunk
+            ):
+                chunks.append(torch.tensor(order[start:end]))
+                start = end
         device = self.lang_proj.device
-        features, start = [], 0
-        while start < len(order):
-            rows = max(1, self.max_tokens_per_chunk // int(lengths[order[start]]))
-            chunk = order[start : start + rows]
-            features.append(self.lang_encoder(input_ids[chunk].to(device), attention_mask[chunk].to(device)))
-            start += rows
-        features = torch.cat(features)[torch.argsort(order).to(device)]
+        features = torch.cat(
+            [self.lang_encoder(input_ids[c].to(device), attention_mask[c].to(device)) for c in chunks]
+        )
+        features = features[torch.argsort(torch.cat(chunks)).to(device)]
         embeddings = features @ self.lang_proj
         return embeddings / (embeddings.norm(dim=-1, keepdim=True) + 1e-7)
 
     @torch.no_grad()
     def _ensemble_embeddings(self, names: tuple[str, ...]) -> torch.Tensor:
         """Prompt ensemble K×DIM_PROJ: mean of the unit prompt embeddings of each class, renormalised."""
-        prompts, class_ids = [], []
+        prompts, class_ids, template_ids = [], [], []
         for class_id, name in enumerate(names):
             for text in self._eval_class_texts(name):
                 prompts.extend(template.format(text) for template in self.eval_templates)
                 class_ids.extend([class_id] * len(self.eval_templates))
-        embeddings = self._encode_prompts(prompts).float()
+                template_ids.extend(range(len(self.eval_templates)))
+        embeddings = self._encode_prompts(prompts, groups=template_ids).float()
         class_ids = torch.tensor(class_ids, device=embeddings.device)
         sums = embeddings.new_zeros(len(names), embeddings.shape[1]).index_add_(0, class_ids, embeddings)
         counts = torch.bincount(class_ids, minlength=len(names)).unsqueeze(1).to(sums.dtype)

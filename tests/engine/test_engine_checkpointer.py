@@ -1,0 +1,113 @@
+"""Strict, weights_only checkpoint loading; text-encoder-only initial weights; RNG states in checkpoints."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from openseed.checkpoint.io import load_checkpoint, save_checkpoint
+from openseed.engine.checkpointer import CheckpointMismatchError, TrainingCheckpointer, load_text_encoder_weights
+from openseed.engine.rng_state import capture_rng_state, preserved_rng_state, restore_rng_state
+
+CPU = torch.device("cpu")
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, context=7):
+        super().__init__()
+        self.lang_encoder = nn.Module()
+        self.lang_encoder.positional_embedding = nn.Parameter(torch.randn(context, 6))
+        self.lang_encoder.ln_final = nn.LayerNorm(6)
+        self.lang_proj = nn.Parameter(torch.randn(6, 4))
+        self.logit_scale = nn.Parameter(torch.tensor(1.5))
+
+
+class TinyNet(nn.Module):
+    """backbone + sem_seg_head.predictor.lang_encoder, like OpenSeeD's attribute layout."""
+
+    def __init__(self, width=4, context=7):
+        super().__init__()
+        self.backbone = nn.Linear(3, width)
+        self.sem_seg_head = nn.Module()
+        self.sem_seg_head.predictor = nn.Module()
+        self.sem_seg_head.predictor.class_embed = nn.Parameter(torch.randn(width, 4))
+        self.sem_seg_head.predictor.lang_encoder = TextEncoder(context)
+
+
+def test_round_trip_is_exact(tmp_path):
+    source, target = TinyNet(), TinyNet()
+    TrainingCheckpointer(source, str(tmp_path)).save("model_0000004", iteration=4)
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000004.pth"
+    extra = TrainingCheckpointer(target, str(tmp_path)).resume_or_load("", resume=True)
+    assert extra["iteration"] == 4
+    for (name, a), b in zip(source.state_dict().items(), target.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_wrong_architecture_names_the_parameters(tmp_path):
+    save_checkpoint({"model": TinyNet(width=5).state_dict() | {"extra_head.weight": torch.zeros(2)}}, tmp_path / "w.pth")
+    with pytest.raises(CheckpointMismatchError) as error:
+        TrainingCheckpointer(TinyNet(width=4)).load(str(tmp_path / "w.pth"), checkpointables=[])
+    message = str(error.value)
+    assert "backbone.weight (checkpoint (5, 3), model (4, 3))" in message
+    assert "sem_seg_head.predictor.class_embed" in message
+    assert "extra_head.weight" in message and "w.pth" in message
+
+
+def test_missing_parameters_are_named(tmp_path):
+    state = TinyNet().state_dict()
+    del state["sem_seg_head.predictor.lang_encoder.logit_scale"]
+    save_checkpoint(state, tmp_path / "partial.pth")  # a plain state dict (no "model" entry) also loads
+    with pytest.raises(CheckpointMismatchError, match="missing.*lang_encoder.logit_scale"):
+        TrainingCheckpointer(TinyNet()).load(str(tmp_path / "partial.pth"), checkpointables=[])
+
+
+def test_missing_file_and_unsafe_pickle_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        TrainingCheckpointer(TinyNet()).load(str(tmp_path / "nope.pth"))
+    torch.save({"model": TinyNet().state_dict(), "hook": TinyNet}, tmp_path / "unsafe.pth")
+    with pytest.raises(RuntimeError, match="refused"):
+        TrainingCheckpointer(TinyNet()).load(str(tmp_path / "unsafe.pth"))
+
+
+def test_text_encoder_weights_only_touch_the_text_encoder(tmp_path):
+    donor, model = TinyNet(), TinyNet()
+    backbone_before = model.backbone.weight.clone()
+    save_checkpoint({"model": donor.state_dict()}, tmp_path / "full.pth")
+    load_text_encoder_weights(model, str(tmp_path / "full.pth"))
+    text, donor_text = model.sem_seg_head.predictor.lang_encoder, donor.sem_seg_head.predictor.lang_encoder
+    for (name, a), b in zip(text.state_dict().items(), donor_text.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert torch.equal(model.backbone.weight, backbone_before)
+
+    save_checkpoint(TextEncoder().state_dict(), tmp_path / "text_only.pth")  # keys relative to the text encoder
+    load_text_encoder_weights(model, str(tmp_path / "text_only.pth"))
+
+    save_checkpoint(TextEncoder(context=18).state_dict(), tmp_path / "context18.pth")
+    with pytest.raises(CheckpointMismatchError, match=r"positional_embedding \(checkpoint \(18, 6\), model \(7, 6\)\)"):
+        load_text_encoder_weights(model, str(tmp_path / "context18.pth"))
+
+
+def _draw():
+    return torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)], np.random.randn()
+
+
+def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
+    np.random.randn()  # leaves a cached Gaussian in NumPy's state
+    save_checkpoint({"rng": capture_rng_state(CPU)}, tmp_path / "rng.pth")
+    expected = _draw()
+    _draw()
+    restore_rng_state(load_checkpoint(tmp_path / "rng.pth")["rng"], CPU)
+    assert _draw() == expected
+
+
+def test_preserved_rng_state_hides_draws():
+    state = capture_rng_state(CPU)
+    expected = _draw()
+    restore_rng_state(state, CPU)
+    with preserved_rng_state(CPU):
+        _draw()
+    assert _draw() == expected
