@@ -196,6 +196,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.SOLVER.LOG_PERIOD = 20  # console/metrics.json/TensorBoard every N iterations, median over those N
     cfg.SOLVER.IMS_PER_BATCH = 16
     cfg.TEST.EVAL_PERIOD = 5000
+    cfg.TEST.IMS_PER_GPU = 1  # evaluation images per batch and process (1: no padding between images)
 
     # Logging
     cfg.WANDB = CN()

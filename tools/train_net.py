@@ -20,7 +20,7 @@ import torch
 from openseed.config import setup_cfg
 from openseed.engine import OpenSeeDTrainer, TrainingCheckpointer, default_argument_parser, launch, setup
 from openseed.engine.trainer import check_datasets_registered
-from openseed.evaluation import evaluate
+from openseed.evaluation.evaluate import evaluate
 
 logger = logging.getLogger("openseed")
 

@@ -6,6 +6,7 @@ device (`MODEL.DEVICE`) instead of from `torch.cuda.is_available()`: NCCL on CUD
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -71,6 +72,9 @@ def _distributed_worker(
     global_rank = machine_rank * num_processes_per_machine + local_rank
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        # CPU processes share the machine's cores; oversubscribed intra-op threads slow every op down many times.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_processes_per_machine))
     dist.init_process_group(
         backend=backend, init_method=dist_url, world_size=world_size, rank=global_rank, timeout=timeout
     )

@@ -77,15 +77,28 @@ class JointStepTrainer(SimpleTrainer):
         self.clip_max_norm = clip_max_norm
         self.clip_norm_type = clip_norm_type
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        self._first_batch = None
 
     def start_data_iterator(self) -> None:
-        """Create the data iterator now (it is otherwise created by the first step)."""
+        """Create the data iterator and fetch its first batch now.
+
+        Starting a loader draws from the global torch RNG (DataLoader worker seeds; generator-based iterators only
+        start on their first `next`). Doing it here, before the training RNG state is restored on resume, keeps
+        those draws out of the random stream that the training steps see.
+        """
         self._data_loader_iter_obj = iter(self.data_loader)
+        self._first_batch = next(self._data_loader_iter_obj)
+
+    def _next_batch(self):
+        if self._first_batch is not None:
+            batch, self._first_batch = self._first_batch, None
+            return batch
+        return next(self._data_loader_iter)
 
     def run_step(self) -> None:
         assert self.model.training, "[JointStepTrainer] model was changed to eval mode!"
         start = time.perf_counter()
-        data = next(self._data_loader_iter)
+        data = self._next_batch()
         data_time = time.perf_counter() - start
 
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):

@@ -145,12 +145,12 @@ def test_objects365_lsj_boxes_scale_flip_and_crop(sample):
     assert out["instances"].gt_boxes.tensor.tolist() == [[16, 8, 32, 24], [0, 0, 8, 8]]
     flipped = o365_mapper(flip=True)(sample)["instances"]
     assert flipped.gt_boxes.tensor.tolist() == [[32, 8, 48, 24], [56, 0, 64, 8]]
-    seed = next(s for s in range(100) if 16 <= expected_crop_offset(s, 64, 1) <= 40)
+    seed = next(s for s in range(100) if 33 <= expected_crop_offset(s, 64, 1) <= 47)  # A clipped at x = 0
     offset = expected_crop_offset(seed, 64, 1)
     np.random.seed(seed)
     cropped = o365_mapper(scale=2.0)(sample)["instances"]
     assert cropped.gt_classes.tolist() == [0]  # B (x 0..16 at scale 0.5) cropped away and removed
-    assert cropped.gt_boxes.tensor.tolist() == [[max(32 - offset, 0), 16, 64 - offset, 48]]
+    assert cropped.gt_boxes.tensor.tolist() == [[0, 16, 64 - offset, 48]]
 
 
 def test_empty_annotation_lists_give_empty_instances(sample):
@@ -190,3 +190,60 @@ def test_masks_to_boxes_matches_detectron2_convention():
     masks[0, 2:5, 3:9] = True
     masks[1, 9, 11] = True
     np.testing.assert_array_equal(masks_to_boxes(masks), [[3, 2, 9, 5], [11, 9, 12, 10], [0, 0, 0, 0]])
+
+
+def maskformer_cfg(divisibility=48, crop=False):
+    cfg = get_cfg()
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.RANDOM_FLIP = (64,), 1000, "none"
+    cfg.INPUT.SIZE_DIVISIBILITY = divisibility
+    cfg.INPUT.CROP.ENABLED, cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE = crop, "absolute", (32, 32)
+    return cfg
+
+
+@pytest.fixture
+def semantic_sample(sample, tmp_path):
+    sem = np.full((H, W), 2, dtype=np.uint8)
+    sem[rect(H, W, A)] = 0
+    sem[rect(H, W, B)] = 1
+    sem[rect(H, W, CROWD)] = 255
+    Image.fromarray(sem).save(tmp_path / "sem.png")
+    return dict(sample, sem_seg_file_name=str(tmp_path / "sem.png"))
+
+
+def test_maskformer_mappers_resize_and_pad(semantic_sample):
+    # short side 128 → 64 (factor 1/2, source pixel 2j + 1): A → x 32..63, y 16..47; padded 64×128 → 96×144
+    for name in ("mask_former_semantic", "mask_former_panoptic", "mask_former_instance"):
+        out = build_mapper(name, maskformer_cfg())(semantic_sample)
+        image, instances = out["image"], out["instances"]
+        assert image.shape == (3, 96, 144) and instances.image_size == (96, 144)
+        assert (image[:, 64:, :] == 128).all() and (image[:, :, 128:] == 128).all()
+        assert instances.gt_classes.tolist()[:2] == [0, 1]
+        assert instances.gt_boxes.tensor[:2].tolist() == [[32, 16, 64, 48], [0, 0, 16, 16]]
+        np.testing.assert_array_equal(instances.gt_masks[0].numpy(), rect(96, 144, (32, 64, 16, 48)))
+        assert not instances.gt_masks[:, 64:, :].any()  # nothing in the padding
+    sem = build_mapper("mask_former_semantic", maskformer_cfg())(semantic_sample)["sem_seg"]
+    assert sem.dtype == torch.int64 and (sem[64:] == 255).all() and (sem[16:48, 80:112] == 255).all()
+
+
+def test_maskformer_crop_masks_agree_with_semantic_map(semantic_sample):
+    cfg = maskformer_cfg(divisibility=-1, crop=True)
+    np.random.seed(0)
+    for _ in range(5):
+        out = build_mapper("mask_former_semantic", cfg)(semantic_sample)
+        sem, instances = out["sem_seg"].numpy(), out["instances"]
+        assert out["image"].shape == (3, 32, 32) and sem.shape == (32, 32)
+        assert instances.gt_classes.tolist() == sorted(set(np.unique(sem).tolist()) - {255})
+        for cls, mask in zip(instances.gt_classes.tolist(), instances.gt_masks.numpy()):
+            np.testing.assert_array_equal(mask, sem == cls)
+
+
+def test_color_jitter_changes_colours_only():
+    from openseed.data.mappers.maskformer import ColorJitterTransform
+
+    image = np.full((4, 5, 3), 100, dtype=np.uint8)
+    image[0, 0] = (250, 10, 100)
+    jitter = ColorJitterTransform("RGB", brightness=10.0, contrast=2.0, contrast_first=True, saturation=None, hue=None)
+    out = jitter.apply_image(image)
+    assert out.shape == image.shape and out[1, 1].tolist() == [220, 220, 220] and out[0, 0].tolist() == [255, 40, 220]
+    coords = np.array([[1.0, 2.0]])
+    assert (jitter.apply_coords(coords.copy()) == coords).all()

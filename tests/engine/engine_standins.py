@@ -2,7 +2,8 @@
 
 The model returns `{f"{dataset}.loss_fit": ..., f"{dataset}.loss_aux": ...}` for a joint batch and draws from the
 torch, NumPy and Python generators in every forward, so that a resumed run matches only if all of them are
-restored. The loader yields batch i from a generator seeded with (seed, i): it can start at any batch.
+restored. The loader yields batch i from a generator seeded with (seed, i): it can start at any batch; like a
+`DataLoader`, it draws from the global torch RNG when it starts (on the first `next`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class StandInJointLoader:
         self.seed = seed
 
     def __iter__(self):
+        torch.empty((), dtype=torch.int64).random_()  # like a DataLoader drawing its base seed when it starts
         index = self.start_iter
         weights = torch.tensor([1.0, -2.0, 0.5, 3.0])
         while True:

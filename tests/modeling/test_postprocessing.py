@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from openseed.config import get_cfg
 from openseed.modeling import postprocessing
@@ -59,6 +61,18 @@ def test_identity_geometry_keeps_mask_logits_unchanged():
     masks = panoptic_case()[1]
     resized = postprocessing.resize_mask_logits(masks, ImageGeometry((4, 8), (4, 8), (4, 8)))
     assert torch.equal(resized, masks)
+
+
+@pytest.mark.parametrize("output_size", [(20, 30), (90, 122)])
+def test_resize_is_bilinear_to_padded_then_crop_then_antialiased_bicubic(output_size):
+    """Checked against Pillow, whose BILINEAR upsampling and (always antialiased) BICUBIC resize are the reference."""
+    logits = torch.randn(2, 12, 16, generator=torch.Generator().manual_seed(0)) * 3
+    ours = postprocessing.resize_mask_logits(logits, ImageGeometry((45, 61), (48, 64), output_size))
+    assert ours.shape == (2, *output_size) and ours.dtype == torch.float32
+    for query in range(2):
+        padded = Image.fromarray(logits[query].numpy()).resize((64, 48), Image.BILINEAR)
+        expected = padded.crop((0, 0, 61, 45)).resize(output_size[::-1], Image.BICUBIC)
+        assert np.abs(ours[query].numpy() - np.asarray(expected)).max() < 1e-4
 
 
 def test_panoptic_merges_stuff_and_skips_low_overlap():

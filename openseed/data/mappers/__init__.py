@@ -5,12 +5,14 @@
 | `coco_panoptic_lsj` | `COCOPanopticLSJMapper` (spec §10.1) | seg |
 | `coco_instance_lsj` | `COCOInstanceLSJMapper` | seg |
 | `objects365_lsj` (`object365`) | `Objects365LSJMapper` (spec §10.2) | det |
+| `mask_former_semantic` / `_panoptic` / `_instance` | `MaskFormer{Semantic,Panoptic,Instance}Mapper` (§10.3) | seg |
 | `test` | `TestMapper` (spec §10.4) | evaluation |
 """
 
 from __future__ import annotations
 
 from .lsj import COCOInstanceLSJMapper, COCOPanopticLSJMapper, build_lsj_augmentation, masks_to_boxes
+from .maskformer import MaskFormerInstanceMapper, MaskFormerPanopticMapper, MaskFormerSemanticMapper
 from .objects365 import Objects365LSJMapper
 from .robust import BadSampleError, SkipBadSamples
 from .test_mapper import TestMapper
@@ -20,6 +22,9 @@ MAPPERS = {
     "coco_instance_lsj": COCOInstanceLSJMapper,
     "objects365_lsj": Objects365LSJMapper,
     "object365": Objects365LSJMapper,
+    "mask_former_semantic": MaskFormerSemanticMapper,
+    "mask_former_panoptic": MaskFormerPanopticMapper,
+    "mask_former_instance": MaskFormerInstanceMapper,
     "test": TestMapper,
 }
 
@@ -36,6 +41,9 @@ __all__ = [
     "BadSampleError",
     "COCOInstanceLSJMapper",
     "COCOPanopticLSJMapper",
+    "MaskFormerInstanceMapper",
+    "MaskFormerPanopticMapper",
+    "MaskFormerSemanticMapper",
     "Objects365LSJMapper",
     "SkipBadSamples",
     "TestMapper",

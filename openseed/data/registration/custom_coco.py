@@ -81,7 +81,7 @@ def register_coco_json(name: str, json_file: str, image_root: str, panoptic_root
         register(name, lambda: load_coco_panoptic(name, json_file=json_file, image_root=image_root,
                                                   panoptic_root=root),
                  tasks=("panoptic",), evaluator_type="coco_panoptic_seg", expected_num_classes=len(categories),
-                 vocabulary_source="annotations", panoptic_json=json_file, panoptic_root=root, image_root=image_root,
+                 panoptic_json=json_file, panoptic_root=root, image_root=image_root,
                  ignore_label=255, label_divisor=1000, train_task="seg", train_mapper="coco_panoptic_lsj",
                  **_panoptic_metadata(categories))
     else:
@@ -90,7 +90,7 @@ def register_coco_json(name: str, json_file: str, image_root: str, panoptic_root
         has_masks = any(a.get("segmentation") for a in data["annotations"])
         register(name, lambda: load_coco_instances(name, json_file, image_root, class_names=names),
                  tasks=("instance",) if has_masks else ("detection",), evaluator_type="coco",
-                 expected_num_classes=len(names), vocabulary_source="annotations", json_file=json_file,
+                 expected_num_classes=len(names), json_file=json_file,
                  image_root=image_root, ignore_label=255, train_task="seg" if has_masks else "det",
                  train_mapper="coco_instance_lsj" if has_masks else "objects365_lsj",
                  thing_classes=names, thing_dataset_id_to_contiguous_id=id_map)

@@ -1,11 +1,13 @@
 """Evaluation suites: a suite name -> the registered dataset names it evaluates (spec §10.6, §13).
 
 `suite_datasets("odinw13")` gives the 13 `odinw13_*_val` names; "zeroshot" is the paper's Table 2 (ADE20K,
-Cityscapes, LVIS, BDD, ScanNet, SUN RGB-D). Per-dataset metrics follow each dataset's metadata `tasks`.
+Cityscapes, LVIS, BDD, ScanNet, SUN RGB-D); "synthetic" is every synthetic evaluation set (`synthetic.py`).
+Per-dataset metrics follow each dataset's metadata `tasks`.
 """
 
 from __future__ import annotations
 
+from ..synthetic.layout import synthetic_sets
 from .odinw import odinw_dataset_names
 from .seginw import seginw_dataset_names
 
@@ -22,7 +24,18 @@ _FIXED_SUITES: dict[str, tuple[str, ...]] = {
     "objects365": ("objects365_v2_val",),
 }
 _ZEROSHOT = ("ade20k", "cityscapes", "lvis", "bdd", "scannet", "sunrgbd")
-SUITE_NAMES = tuple(_FIXED_SUITES) + ("odinw13", "odinw35", "seginw", "zeroshot")
+SUITE_NAMES = tuple(_FIXED_SUITES) + ("odinw13", "odinw35", "seginw", "zeroshot", "synthetic")
+
+
+def synthetic_eval_dataset_names(prefix: str = "synthetic") -> tuple[str, ...]:
+    """The synthetic validation sets as registered by `register_synthetic_datasets(prefix=prefix)`."""
+    names = []
+    for spec, _count in synthetic_sets():
+        if spec.split == "val":
+            names.append(f"{prefix}_{spec.key}")
+            if spec.write_mask_json:
+                names.append(f"{prefix}_{spec.key}_masks")
+    return tuple(names)
 
 
 def suite_datasets(suite: str) -> tuple[str, ...]:
@@ -35,4 +48,6 @@ def suite_datasets(suite: str) -> tuple[str, ...]:
         return seginw_dataset_names("val")
     if suite == "zeroshot":
         return tuple(name for part in _ZEROSHOT for name in _FIXED_SUITES[part])
+    if suite == "synthetic":
+        return synthetic_eval_dataset_names()
     raise KeyError(f"unknown evaluation suite {suite!r}; known suites: {', '.join(SUITE_NAMES)}")

@@ -14,6 +14,7 @@ from .semantic import SemanticAccumulator, semantic_class_weights
 from .settings import PostprocessSettings, normalize_tasks
 
 
+@torch.no_grad()
 def postprocess(
     class_logits: Tensor,
     mask_logits: Tensor | None,
@@ -26,14 +27,14 @@ def postprocess(
     is_thing: Tensor | Sequence[bool],
     settings: PostprocessSettings | None = None,
 ) -> dict:
-    """Post-process one image.
+    """Post-process one image (no autograd graph is recorded).
 
     Args:
         class_logits: Q×K class logits (all queries: foreground first, then background).
         mask_logits: Q×h×w mask logits at stride 4 of the padded input; may be None when `tasks` is "detection".
         boxes: Q×4 boxes (cx, cy, w, h) normalised to the padded input.
         tasks: a name or several of "panoptic", "instance", "semantic", "detection" ("instance" and "detection"
-            exclude each other).
+            exclude each other; with "panoptic" they keep thing classes only).
         input_size: (h, w) after the test resize, before padding.
         padded_size: (h, w) of the padded batch tensor.
         output_size: (height, width) requested (the dataset dict's `height`, `width`).
@@ -49,9 +50,9 @@ def postprocess(
     tasks = normalize_tasks(tasks)
     settings = settings or PostprocessSettings()
     geometry = ImageGeometry(tuple(input_size), tuple(padded_size), tuple(output_size))
-    num_queries = class_logits.shape[0]
     is_thing = torch.as_tensor(is_thing, dtype=torch.bool).cpu()
     _check_shapes(class_logits, mask_logits, boxes, is_thing, tasks)
+    num_queries = class_logits.shape[0]
 
     accumulators = {}
     if "semantic" in tasks:

@@ -1,0 +1,191 @@
+"""`evaluate(model, cfg, dataset_names, output_dir)`: zero-shot evaluation of one model on registered datasets.
+
+Per dataset (in order): load its dicts (a missing file raises `DatasetFilesMissing` naming it), take its vocabulary
+from the metadata (`Vocabulary.from_metadata` on `resolve_metadata`, class names read from the dataset's files where
+needed), build its protocol (`protocols.protocol_for`) and evaluators (`evaluators.build_evaluator`), resize with the
+protocol's test mapper and run Detectron2's `inference_on_dataset` on `model.bind(vocabulary, tasks)` (the model
+embeds a vocabulary once and caches it; detection-only datasets ask for `("detection",)`, so no masks are computed).
+
+Files under `output_dir/<dataset>/`: `results.json` (metrics, protocol, weights, image count) plus the evaluators'
+own dumps. A dataset whose `results.json` exists with the same protocol and weights is not evaluated again unless
+`force=True`; its stored metrics are returned and the log says so. Works in every process of a multi-process run
+(the re-use decision is the main process's); metrics are returned on the main process, `{}` elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.evaluation import inference_on_dataset
+from detectron2.utils import comm
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from openseed.checkpoint.io import atomic_write
+from openseed.data.mappers.test_mapper import TestMapper
+from openseed.data.registration.common import resolve_metadata
+from openseed.vocabulary import Vocabulary
+
+from .evaluators import build_evaluator, check_evaluable
+from .protocols import DatasetProtocol, protocol_for
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+
+
+def results_path(output_dir: str, dataset_name: str) -> str:
+    return os.path.join(output_dir, dataset_name, RESULTS_FILE)
+
+
+def evaluate(model, cfg, dataset_names: Iterable[str], output_dir: str, force: bool = False) -> dict:
+    """Evaluate `model` on each dataset; returns `{dataset: {"panoptic_seg"|"bbox"|"segm"|"sem_seg": {metric: v}}}`.
+
+    Args:
+        model: an `OpenSeeD` (or anything with `bind(vocabulary, task) -> callable(batched_inputs)` returning
+            Detectron2-format outputs), possibly wrapped in DistributedDataParallel.
+        cfg: the config (INPUT.*_SIZE_TEST, INPUT.FORMAT, TEST.IMS_PER_GPU, DATALOADER.NUM_WORKERS, MODEL.WEIGHTS).
+        dataset_names: registered dataset names (duplicates evaluated once).
+        output_dir: results go to `output_dir/<dataset>/results.json`.
+        force: re-evaluate datasets that already have stored results.
+    Metric values are floats; a metric a library cannot compute (NaN) is None.
+    """
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
+    names = list(dict.fromkeys(dataset_names))
+    protocols = {name: protocol_for(name, cfg) for name in names}
+    weights = weights_fingerprint(cfg.MODEL.WEIGHTS)
+    reusable = _main_process_decision(lambda: [] if force else [
+        name for name in names if _stored_results(output_dir, protocols[name], weights) is not None])
+    for name in names:
+        if name not in reusable:
+            check_evaluable(protocols[name])
+    if not cfg.MODEL.TEXT.EVAL_PROMPT_ENSEMBLE:
+        logger.warning("MODEL.TEXT.EVAL_PROMPT_ENSEMBLE is off: the zero-shot protocol embeds classes with the "
+                       "prompt-template ensemble (spec §4.3); results are stored with prompt_ensemble=false")
+
+    results = {}
+    main = comm.is_main_process()
+    for name in tqdm(names, desc="datasets", unit="dataset", disable=not main or len(names) < 2, position=0):
+        if name in reusable:
+            path = results_path(output_dir, name)
+            logger.info(f"{name}: re-using stored results from {path} (same protocol and weights; --force re-runs)")
+            results[name] = _stored_results(output_dir, protocols[name], weights)["results"]
+            continue
+        metrics, num_images = evaluate_dataset(model, cfg, protocols[name], os.path.join(output_dir, name))
+        if main:
+            results[name] = json_ready(metrics)
+            _write_results(output_dir, protocols[name], weights, results[name], num_images)
+    return results if main else {}
+
+
+def evaluate_dataset(model, cfg, protocol: DatasetProtocol, output_dir: str) -> tuple[dict, int]:
+    """Run inference and the evaluators on one dataset; returns (metrics on the main process, number of images)."""
+    name = protocol.dataset
+    records = DatasetCatalog.get(name)
+    if len(records) == 0:
+        raise ValueError(f"dataset {name!r} has no images to evaluate")
+    metadata = resolve_metadata(name)
+    vocabulary = Vocabulary.from_metadata(metadata)
+    evaluator = build_evaluator(protocol, output_dir, distributed=True)
+    detections_per_image = cfg.MODEL.DECODER.TEST.DETECTIONS_PER_IMAGE
+    if set(protocol.tasks) & {"instance", "detection"} and detections_per_image < protocol.max_detections:
+        logger.warning(f"{name}: the model returns at most {detections_per_image} detections per image "
+                       f"(MODEL.DECODER.TEST.DETECTIONS_PER_IMAGE); the metric considers up to "
+                       f"{protocol.max_detections}")
+    mapper = TestMapper(min_size=protocol.min_size, max_size=protocol.max_size, image_format=cfg.INPUT.FORMAT,
+                        interpolation=protocol.interpolation)
+    loader = build_detection_test_loader(records, mapper=mapper, batch_size=cfg.TEST.IMS_PER_GPU,
+                                         num_workers=cfg.DATALOADER.NUM_WORKERS)
+    logger.info(f"{name}: {len(records)} images, {len(vocabulary)} classes, tasks {list(protocol.tasks)}, "
+                f"test size {protocol.min_size}/{protocol.max_size} ({protocol.interpolation})")
+    bound = model.bind(vocabulary, protocol.tasks)
+    if isinstance(bound, nn.Module) and isinstance(model, nn.Module):
+        bound.train(model.training)  # inference_on_dataset restores this mode afterwards
+    metrics = inference_on_dataset(bound, ProgressLoader(loader, name, comm.is_main_process()), evaluator)
+    return dict(metrics or {}), len(records)
+
+
+class ProgressLoader:
+    """A data loader with a tqdm progress bar (elapsed time, rate, ETA); keeps `len` for `inference_on_dataset`."""
+
+    def __init__(self, loader, description: str, enabled: bool):
+        self.loader, self.description, self.enabled = loader, description, enabled
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        with tqdm(total=len(self.loader), desc=self.description, unit="batch", disable=not self.enabled,
+                  position=1, leave=False) as bar:
+            for batch in self.loader:
+                yield batch
+                bar.update(1)
+
+
+def weights_fingerprint(path: str) -> dict:
+    """Identifies the evaluated weights in the results file: path, size and modification time of the file."""
+    if not path:
+        return {"path": "", "note": "no MODEL.WEIGHTS: randomly initialised model"}
+    if not os.path.isfile(path):
+        return {"path": path}
+    stat = os.stat(path)
+    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime": stat.st_mtime}
+
+
+def json_ready(value):
+    """Plain JSON types: NaN/inf → None, numpy scalars → Python numbers, mappings → dicts."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _write_results(output_dir: str, protocol: DatasetProtocol, weights: dict, metrics: dict, num_images: int):
+    record = {
+        "dataset": protocol.dataset,
+        "results": metrics,
+        "protocol": protocol.as_dict(),
+        "weights": weights,
+        "num_images": num_images,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = results_path(output_dir, protocol.dataset)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    content = json.dumps(record, indent=2, allow_nan=False).encode("utf-8")
+    atomic_write(path, lambda handle: handle.write(content))
+    logger.info(f"{protocol.dataset}: results written to {path}")
+
+
+def _stored_results(output_dir: str, protocol: DatasetProtocol, weights: dict) -> dict | None:
+    """The stored record when it was made with this protocol and these weights, else None (logged)."""
+    path = results_path(output_dir, protocol.dataset)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    if record.get("protocol") != protocol.as_dict() or record.get("weights") != weights:
+        logger.info(f"{protocol.dataset}: stored results in {path} were made with another protocol or other "
+                    "weights; evaluating again")
+        return None
+    return record
+
+
+def _main_process_decision(decide):
+    """`decide()` on the main process, shared with every process (all processes must skip the same datasets)."""
+    local = decide() if comm.is_main_process() else None
+    return comm.all_gather(local)[0] if comm.get_world_size() > 1 else local

@@ -1,0 +1,38 @@
+"""Run `tools/train_net.py` (its real command line) and SIGKILL the process right after iteration `$KILL_AFTER_ITER`.
+
+Usage: python tests/engine/kill_driver.py <train_net arguments>. Nothing is flushed or cleaned up: the kill is as
+abrupt as a lost machine. Used by the exact-resume test.
+"""
+
+import os
+import runpy
+import signal
+import sys
+from pathlib import Path
+
+from detectron2.engine import HookBase
+
+from openseed.engine import OpenSeeDTrainer
+
+TRAIN_NET = str(Path(__file__).resolve().parents[2] / "tools" / "train_net.py")
+
+
+class KillAfter(HookBase):
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def after_step(self):
+        if self.trainer.iter == self.iteration:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main() -> None:
+    build_hooks = OpenSeeDTrainer.build_hooks
+    kill_after = int(os.environ["KILL_AFTER_ITER"])
+    OpenSeeDTrainer.build_hooks = lambda self: [*build_hooks(self), KillAfter(kill_after)]
+    sys.argv = [TRAIN_NET, *sys.argv[1:]]
+    runpy.run_path(TRAIN_NET, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
