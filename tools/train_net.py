@@ -16,13 +16,19 @@ import logging
 import os
 
 import torch
+from detectron2.utils import comm
 
 from openseed.config import setup_cfg
-from openseed.engine import OpenSeeDTrainer, TrainingCheckpointer, default_argument_parser, launch, setup
-from openseed.engine.trainer import check_datasets_registered
-from openseed.evaluation.evaluate import evaluate
-
-logger = logging.getLogger("openseed")
+from openseed.data.registration.custom_coco import register_custom_datasets
+from openseed.engine import (
+    OpenSeeDTrainer,
+    TrainingCheckpointer,
+    check_datasets_registered,
+    default_argument_parser,
+    launch,
+    setup,
+)
+from openseed.evaluation import evaluate, paper_model_for, write_summary
 
 
 def evaluate_test_datasets(model: torch.nn.Module, cfg, output_dir: str) -> dict:
@@ -32,13 +38,19 @@ def evaluate_test_datasets(model: torch.nn.Module, cfg, output_dir: str) -> dict
 
 def main(args) -> dict | None:
     cfg = setup(args)
+    register_custom_datasets(cfg)  # DATASETS.CUSTOM, in every process
     if args.eval_only:
         check_datasets_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
         model = OpenSeeDTrainer.build_model(cfg)
         TrainingCheckpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         model.eval()
+        output_dir = os.path.join(cfg.OUTPUT_DIR, "inference")
         with torch.no_grad():
-            return evaluate_test_datasets(model, cfg, os.path.join(cfg.OUTPUT_DIR, "inference"))
+            results = evaluate_test_datasets(model, cfg, output_dir)
+        if comm.is_main_process():
+            summary = write_summary(results, output_dir, paper_model_for(cfg))
+            logging.getLogger("openseed").info(f"Evaluation results:\n{summary['markdown']}")
+        return results
     evaluate_function = evaluate_test_datasets if cfg.DATASETS.TEST else None
     trainer = OpenSeeDTrainer(cfg, evaluate_function=evaluate_function)
     trainer.resume_or_load(resume=args.resume)

@@ -4,7 +4,7 @@ from openseed.engine.checkpointer import CheckpointMismatchError, TrainingCheckp
 from openseed.engine.defaults import default_argument_parser, setup
 from openseed.engine.launch import launch
 from openseed.engine.optimizer import ParamRule, build_optimizer, param_rules, param_rules_from_config
-from openseed.engine.trainer import OpenSeeDTrainer
+from openseed.engine.trainer import OpenSeeDTrainer, check_datasets_registered
 
 __all__ = [
     "CheckpointMismatchError",
@@ -12,6 +12,7 @@ __all__ = [
     "ParamRule",
     "TrainingCheckpointer",
     "build_optimizer",
+    "check_datasets_registered",
     "default_argument_parser",
     "launch",
     "load_text_encoder_weights",

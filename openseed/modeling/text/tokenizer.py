@@ -6,7 +6,8 @@ The CLIP tokenizer is the Hugging Face `CLIPTokenizer` of `openai/clip-vit-base-
 through `ftfy.fix_text` first.
 
 `TextTokenizer` wraps any Hugging Face tokenizer: every sequence is padded to the context length; a longer one is
-truncated (its end-of-text token kept) with a warning that names the text.
+truncated (its end-of-text token kept) with a warning that names the text. `length_chunks` groups sequences of
+similar length for batched encoding.
 """
 
 from __future__ import annotations
@@ -111,3 +112,20 @@ class TextTokenizer:
 def clip_tokenizer(context_length: int, bpe_path: str | None = None) -> TextTokenizer:
     """The official text tokenisation: CLIP BPE, `ftfy.fix_text`, padded with `<|endoftext|>` to `context_length`."""
     return TextTokenizer(build_clip_tokenizer(bpe_path), context_length, clean_text=ftfy.fix_text)
+
+
+def length_chunks(lengths: Sequence[int], max_tokens: int, min_fill: float = 0.75) -> list[list[int]]:
+    """Row indices grouped for batched encoding, longest first.
+
+    A chunk holds rows whose length is at least `min_fill` times its first (longest) row's, and at most `max_tokens`
+    tokens once every row is padded to that length (a longer single row gets a chunk of its own).
+    """
+    chunks: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if chunks:
+            longest = lengths[chunks[-1][0]]
+            if lengths[index] >= min_fill * longest and (len(chunks[-1]) + 1) * longest <= max_tokens:
+                chunks[-1].append(index)
+                continue
+        chunks.append([index])
+    return chunks
