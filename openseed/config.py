@@ -67,6 +67,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.TEXT.EVAL_PROMPT_ENSEMBLE = True
     cfg.MODEL.TEXT.CACHE_DIR = ""  # on-disk cache of eval-time vocabulary embeddings; empty disables it
     cfg.MODEL.TEXT.ACTIVATION_CHECKPOINT = False
+    cfg.MODEL.TEXT.FREEZE_ENCODER = False  # keep the (pretrained) text transformer fixed; lang_proj/logit_scale train
 
     # Pixel decoder (spec §3)
     cfg.MODEL.ENCODER = CN()

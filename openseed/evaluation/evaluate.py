@@ -65,10 +65,10 @@ def evaluate(model, cfg, dataset_names: Iterable[str], output_dir: str, force: b
     weights = weights_fingerprint(cfg.MODEL.WEIGHTS)
     reusable = _main_process_decision(lambda: [] if force else [
         name for name in names if _stored_results(output_dir, protocols[name], weights) is not None])
-    for name in names:
-        if name not in reusable:
-            check_evaluable(protocols[name])
-    if not cfg.MODEL.TEXT.EVAL_PROMPT_ENSEMBLE:
+    to_evaluate = [name for name in names if name not in reusable]
+    for name in to_evaluate:
+        check_evaluable(protocols[name])
+    if to_evaluate and not cfg.MODEL.TEXT.EVAL_PROMPT_ENSEMBLE:
         logger.warning("MODEL.TEXT.EVAL_PROMPT_ENSEMBLE is off: the zero-shot protocol embeds classes with the "
                        "prompt-template ensemble (spec §4.3); results are stored with prompt_ensemble=false")
 

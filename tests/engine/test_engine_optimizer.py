@@ -1,11 +1,14 @@
 """Parameter-group rules (spec §11.1): which parameters decay and which LR multiplier each one gets."""
 
+from pathlib import Path
+
 import pytest
 import torch
+from detectron2.modeling import build_model
 from torch import nn
 
-from openseed.config import get_cfg
-from openseed.engine.optimizer import build_optimizer, clip_full_model_gradients, param_rules
+from openseed.config import get_cfg, setup_cfg
+from openseed.engine.optimizer import build_optimizer, clip_full_model_gradients, is_norm_module, param_rules
 
 
 class ClipStyleLayerNorm(nn.Module):
@@ -160,3 +163,33 @@ def test_full_model_clipping_scales_all_gradients_together():
     assert norm.item() == pytest.approx(5.0)
     torch.testing.assert_close(a.grad, torch.tensor([0.006, 0.0]), rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(b.grad, torch.tensor([0.008]), rtol=1e-4, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return build_model(setup_cfg(str(Path(__file__).resolve().parents[2] / "configs/tiny/tiny_decoupled.yaml")))
+
+
+@pytest.mark.parametrize("quirks", [False, True])
+def test_rules_on_the_real_model(tiny_model, quirks):
+    model = tiny_model
+    rules = {r.name: r for r in _rules(model, quirks)}
+    params = dict(model.named_parameters())
+    unique = {id(p) for p in model.parameters() if p.requires_grad}
+    assert len(rules) == len(unique)  # every trainable tensor exactly once
+    text_norms = [n for n, m in model.named_modules() if ".lang_encoder." in n and is_norm_module(m)]
+    assert text_norms  # the text encoder's own LayerNorm class is recognised as a norm
+    for name, rule in rules.items():
+        expected_lr = BB if name.startswith("backbone.") else TX if ".lang_encoder." in name else 1.0
+        assert rule.lr_multiplier == expected_lr, name
+        owner = name.rpartition(".")[0]
+        if not quirks:
+            tables = ("query_feat", "query_embed", "embedding", "level_embed", "pos_embed", "relative_position")
+            if params[name].ndim <= 1 or owner in text_norms or any(t in name for t in tables):
+                assert rule.weight_decay == 0.0, name
+            else:
+                assert rule.weight_decay == 0.05, name
+        elif owner in text_norms or name.endswith(("level_embed", "positional_embedding", "logit_scale")):
+            assert rule.weight_decay == 0.05, name  # reference quirks: decayed
+    for name in ("sem_seg_head.predictor.query_feat.weight", "sem_seg_head.predictor.query_embed.weight"):
+        assert rules[name].weight_decay == 0.0

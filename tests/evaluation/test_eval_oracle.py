@@ -42,6 +42,7 @@ def test_ground_truth_scores_100(key, esyn, tiny_cfg, tmp_path):
     results = evaluate(model, tiny_cfg, [name], str(tmp_path))[name]
     for group, metric in headline_metrics(name):
         assert results[group][metric] == pytest.approx(100.0), (group, metric, results[group])
+    assert all(v is None or v >= 0 for group in results.values() for v in group.values())  # undefined: None
     if key == "lvis_val":
         assert [results[g][m] for g in ("bbox", "segm") for m in ("APr", "APc", "APf")] == pytest.approx([100.0] * 6)
     vocabulary, tasks = model.bound[0]

@@ -51,6 +51,8 @@ class LanguageEncoder(nn.Module):
         class_name_normalisation: "consistent" or "reference" (DATASETS.CLASS_NAME_NORMALISATION).
         prompt_ensemble: evaluation encodes all templates; otherwise only the first ("{}.").
         cache_dir: directory of the on-disk embedding cache; empty disables it.
+        freeze_encoder: keep `lang_encoder` fixed (no gradients, e.g. a pretrained MiniLM); `lang_proj` and
+            `logit_scale` still train.
     """
 
     @configurable
@@ -63,6 +65,7 @@ class LanguageEncoder(nn.Module):
         class_name_normalisation: str = "consistent",
         prompt_ensemble: bool = True,
         cache_dir: str = "",
+        freeze_encoder: bool = False,
     ):
         super().__init__()
         if class_name_normalisation not in NORMALISATION_MODES:
@@ -71,6 +74,8 @@ class LanguageEncoder(nn.Module):
                 f"got {class_name_normalisation!r}"
             )
         self.lang_encoder = lang_encoder
+        if freeze_encoder:
+            self.lang_encoder.requires_grad_(False)
         self.tokenizer = tokenizer
         self.lang_proj = nn.Parameter(torch.empty(lang_encoder.width, dim_proj))
         nn.init.trunc_normal_(self.lang_proj, std=0.02)
@@ -112,6 +117,7 @@ class LanguageEncoder(nn.Module):
             "class_name_normalisation": cfg.DATASETS.CLASS_NAME_NORMALISATION,
             "prompt_ensemble": text.EVAL_PROMPT_ENSEMBLE,
             "cache_dir": text.CACHE_DIR,
+            "freeze_encoder": text.FREEZE_ENCODER,
         }
 
     # ----------------------------------------------------------------------------------------------- public API

@@ -1,0 +1,122 @@
+"""The steps of `make demo` (tools/run_demo.py): data, training, evaluation, metrics, pictures.
+
+Training and evaluation run the project's own command-line tools (tools/train_net.py, tools/eval_zeroshot.py) in
+child processes, with their console output (progress line with iteration, losses and ETA; evaluation progress bars)
+passed straight through. Files under the demo output folder:
+
+    train/                     the training run (config.yaml, log.txt, Detectron2's metrics.json lines, checkpoints)
+    eval/<dataset>/            the evaluation results per dataset (results.json and the evaluators' dumps)
+    model_final.pth            the trained weights
+    metrics.json               flat demo metrics (openseed.demo.metrics.REQUIRED_KEYS and more)
+    summary.md                 the printed summary table
+    loss_curve.png             training losses against the iteration
+    pictures/*.png             ground truth next to predictions on val images (openseed.demo.gallery)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from openseed.checkpoint.io import atomic_write
+
+from .metrics import EVAL_DATASETS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where every file of a demo run goes (see the module docstring)."""
+
+    output: Path
+
+    @property
+    def train_dir(self) -> Path:
+        return self.output / "train"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.output / "eval"
+
+    @property
+    def weights(self) -> Path:
+        return self.output / "model_final.pth"
+
+    @property
+    def metrics(self) -> Path:
+        return self.output / "metrics.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.output / "summary.md"
+
+    @property
+    def loss_curve(self) -> Path:
+        return self.output / "loss_curve.png"
+
+    @property
+    def pictures_dir(self) -> Path:
+        return self.output / "pictures"
+
+
+class DemoStepFailed(RuntimeError):
+    """A child process of the demo (training or evaluation) exited with an error."""
+
+
+def run_tool(command: list[str], step: str, env: dict[str, str]) -> float:
+    """Run a command with its output passed through; returns its wall time in seconds, raises if it fails."""
+    logger.info(f"{step}: {' '.join(command)}")
+    start = time.perf_counter()
+    completed = subprocess.run(command, env=env, check=False)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise DemoStepFailed(f"{step} failed (exit code {completed.returncode}) after {seconds:.0f} s; "
+                             f"command: {' '.join(command)}")
+    return seconds
+
+
+def train(tools_dir: Path, config_file: str, paths: DemoPaths, opts: list[str], env: dict[str, str]) -> float:
+    """tools/train_net.py into `paths.train_dir` (a fresh run); copies the final weights to `paths.weights`.
+
+    Returns the wall time of the training process (model building, data loading and the training loop).
+    """
+    if paths.train_dir.exists():
+        shutil.rmtree(paths.train_dir)
+    command = [sys.executable, str(tools_dir / "train_net.py"), "--config-file", config_file, *opts,
+               "OUTPUT_DIR", str(paths.train_dir)]
+    seconds = run_tool(command, "training", env)
+    final = paths.train_dir / "model_final.pth"
+    if not final.is_file():
+        raise DemoStepFailed(f"training finished without writing {final}")
+    shutil.copyfile(final, paths.weights)
+    return seconds
+
+
+def evaluate(tools_dir: Path, config_file: str, paths: DemoPaths, opts: list[str], env: dict[str, str]) -> float:
+    """tools/eval_zeroshot.py on the demo's evaluation sets (`metrics.EVAL_DATASETS`) into `paths.eval_dir`."""
+    command = [sys.executable, str(tools_dir / "eval_zeroshot.py"), "--config-file", config_file,
+               "--weights", str(paths.weights), "--datasets", *EVAL_DATASETS, "--output", str(paths.eval_dir),
+               "--force", "--paper-model", "none", *opts]
+    return run_tool(command, "evaluation", env)
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    """The flat metrics object as JSON, written atomically."""
+    content = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False).encode("utf-8")
+    atomic_write(path, lambda handle: handle.write(content))
+
+
+def child_environment(datasets_root: str) -> dict[str, str]:
+    """The environment of the child processes: offline, and the datasets root the demo generated."""
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DETECTRON2_DATASETS=os.path.abspath(datasets_root))
+    env.setdefault("WANDB_MODE", "offline")
+    return env

@@ -1,0 +1,143 @@
+"""`tools/benchmark.py eval`: one image through the eval forward (`model(inputs, vocabulary, task)`), per stage.
+
+Each `--vocab` is one case in its own process (peak RSS per case): build the model (seeded random init, or
+`--weights`), embed the vocabulary once (cached: in memory, and on disk under `--text-cache`), then time `--runs`
+forwards of a deterministic synthetic image of `--size H W` after `--warmup` untimed ones. The stage breakdown is
+exclusive wall time: text (the cache look-up), backbone, pixel decoder, decoder, post-processing, other
+(normalisation, padding, glue). With random weights no panoptic segment survives the overlap test; post-processing
+time is still dominated by the mask resizing every requested task needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from tabulate import tabulate
+
+from openseed.modeling import meta_arch
+from openseed.modeling.postprocessing import TASKS
+
+from .benchmark_common import StageTimer, median, run_isolated, stage_summary, timed_runs
+from .benchmark_inputs import VOCABULARY_SPECS, benchmark_vocabulary, build_benchmark_model, synthetic_image
+
+DEFAULT_CONFIG = "configs/openseed/swint_decoupled_coco_o365.yaml"
+STAGE_ORDER = ("text", "backbone", "pixel decoder", "decoder", "post-processing", "other")
+
+
+def model_stage_hooks(model) -> tuple[dict, dict]:
+    """({stage: module}, {stage: (owner, attribute)}) of an `OpenSeeD` model, for `StageTimer.instrument`."""
+    modules = {"backbone": model.backbone, "decoder": model.sem_seg_head.predictor}
+    attributes = {
+        "pixel decoder": (model.sem_seg_head.pixel_decoder, "forward_features"),
+        "text": (model.lang_encoder, "embed_vocabulary"),
+        "post-processing": (meta_arch, "postprocess"),
+    }
+    return modules, attributes
+
+
+def _result_counts(result: dict) -> dict:
+    counts = {}
+    if "instances" in result:
+        counts["instances"] = len(result["instances"])
+    if "panoptic_seg" in result:
+        counts["segments"] = len(result["panoptic_seg"][1])
+    return counts
+
+
+def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, size: tuple[int, int], vocab: str,
+              tasks: tuple[str, ...], runs: int, warmup: int, text_cache: str) -> dict:
+    """One eval case (run in a child process by `run_isolated`); see the module docstring."""
+    opts = list(opts) + (["MODEL.TEXT.CACHE_DIR", text_cache] if text_cache else [])
+    _, model = build_benchmark_model(config_file, opts, weights, seed)
+    vocabulary = benchmark_vocabulary(vocab)
+    height, width = size
+    inputs = [{"image": synthetic_image(height, width, seed), "height": height, "width": width}]
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.lang_encoder.embed_vocabulary(vocabulary, train=False)
+    text_setup_s = time.perf_counter() - start
+    outputs = []
+
+    def step():
+        with torch.no_grad():
+            outputs[:] = model(inputs, vocabulary=vocabulary, task=tasks)
+
+    timer = StageTimer()
+    modules, attributes = model_stage_hooks(model)
+    with timer.instrument(modules, attributes):
+        measured = timed_runs(step, timer, runs=runs, warmup=warmup)
+    measured.update(vocab=vocab, num_classes=len(vocabulary), size=[height, width], tasks=list(tasks),
+                    text_setup_s=text_setup_s, counts=_result_counts(outputs[0]))
+    return measured
+
+
+def run_eval_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: str = "", seed: int = 0,
+                       size=(800, 1216), vocabs=("coco143",), tasks=("panoptic", "instance", "semantic"),
+                       runs: int = 5, warmup: int = 1, threads: int = 2, text_cache: str = "") -> list[dict]:
+    """One row per vocabulary, each measured in a fresh process."""
+    rows = []
+    for vocab in vocabs:
+        kwargs = dict(config_file=config_file, opts=list(opts), weights=weights, seed=seed, size=tuple(size),
+                      vocab=vocab, tasks=tuple(tasks), runs=runs, warmup=warmup, text_cache=text_cache)
+        row = run_isolated(eval_case, kwargs, threads=threads)
+        row.setdefault("vocab", vocab)
+        rows.append(row)
+    return rows
+
+
+def format_eval_rows(rows: list[dict]) -> str:
+    headers = ["vocab (K)", "size", "tasks", "median s", "min–max s", "CPU s", "peak RSS GB", "threads",
+               "load 1m", "stages: median s", "outputs"]
+    table = []
+    for r in rows:
+        if "error" in r:
+            table.append([r["vocab"], "", "", r["error"], "", "", "", "", "", "", ""])
+            continue
+        table.append([
+            f"{r['vocab']} ({r['num_classes']})", "×".join(map(str, r["size"])), "+".join(r["tasks"]),
+            f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
+            f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", r["threads"],
+            f"{r['load_before']:.1f}→{r['load_after']:.1f}", stage_summary(r["stages"], STAGE_ORDER),
+            ", ".join(f"{k} {v}" for k, v in r["counts"].items()),
+        ])
+    return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def add_common_model_arguments(parser: argparse.ArgumentParser, *, runs: int, warmup: int) -> None:
+    """Options shared by the model benchmarks (eval, text, train)."""
+    parser.add_argument("--config-file", default=DEFAULT_CONFIG, help="model config (YAML)")
+    parser.add_argument("--weights", default="", help="checkpoint to load (default: seeded random init)")
+    parser.add_argument("--runs", type=int, default=runs, help="timed runs (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed runs before timing")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="MODEL.DEVICE (the targets of issue 9 are CPU figures)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
+
+
+def model_opts(args: argparse.Namespace) -> list[str]:
+    """Config overrides of the model benchmarks: MODEL.DEVICE from `--device`, then the command-line `KEY VALUE`s."""
+    return ["MODEL.DEVICE", args.device, *args.opts]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the `eval` subcommand; sets `func`."""
+    parser.add_argument("--size", type=int, nargs=2, default=(800, 1216), metavar=("H", "W"), help="input image size")
+    parser.add_argument("--vocab", action="append", default=None,
+                        help=f"vocabulary, repeatable (one row each): {', '.join(VOCABULARY_SPECS)} or a count N "
+                             "(first N LVIS names); default coco143")
+    parser.add_argument("--tasks", nargs="+", default=["panoptic", "instance", "semantic"], choices=TASKS,
+                        help="outputs to compute")
+    parser.add_argument("--text-cache", default="output/benchmark/text_cache",
+                        help="on-disk text-embedding cache (MODEL.TEXT.CACHE_DIR); empty: memory only")
+    add_common_model_arguments(parser, runs=5, warmup=1)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    rows = run_eval_benchmark(config_file=args.config_file, opts=model_opts(args), weights=args.weights, seed=args.seed,
+                              size=args.size, vocabs=tuple(args.vocab or ("coco143",)), tasks=tuple(args.tasks),
+                              runs=args.runs, warmup=args.warmup, threads=args.threads, text_cache=args.text_cache)
+    print(format_eval_rows(rows))

@@ -1,0 +1,156 @@
+"""`tools/benchmark.py train`: one joint training step (forward, backward, gradient clipping, AdamW step).
+
+The batch holds, per dataset of `DATASETS.TRAIN` (or the `--datasets` subset), `--images` synthetic training samples
+of `--size`² with `--instances` objects each (masks for task "seg", boxes only for "det"); each dataset's vocabulary
+comes from its registered metadata (133 COCO panoptic names, 365 Objects365 names for the paper config), as in
+training. Deep supervision and conditioned queries follow the config (both on for the paper model). `--checkpoint`
+switches activation checkpointing on for the backbone (`MODEL.SWIN.USE_CHECKPOINT`), the pixel-decoder encoder
+(`MODEL.ENCODER.ACTIVATION_CHECKPOINT`) and the text encoder (`MODEL.TEXT.ACTIVATION_CHECKPOINT`): same losses and
+gradients, less memory, more time (blocks are recomputed in backward).
+
+Every case runs in a fresh process from the same seeded initial weights and RNG state, so the reported loss of the
+first step is comparable across `--checkpoint` settings. Stages: text (class-name embeddings with gradients),
+backbone, pixel decoder, decoder, losses (matching + criterion), backward, optimizer (clipping + AdamW), other.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from detectron2.data import MetadataCatalog
+from tabulate import tabulate
+
+from openseed.engine.optimizer import build_optimizer, clip_full_model_gradients
+from openseed.vocabulary import Vocabulary
+
+from .benchmark_common import StageTimer, median, run_isolated, stage_summary, timed_runs
+from .benchmark_eval import DEFAULT_CONFIG, add_common_model_arguments, model_opts, model_stage_hooks
+from .benchmark_inputs import build_benchmark_model, synthetic_training_sample
+
+STAGE_ORDER = ("text", "backbone", "pixel decoder", "decoder", "losses", "backward", "optimizer", "other")
+CHECKPOINT_KEYS = {
+    "backbone": "MODEL.SWIN.USE_CHECKPOINT",
+    "pixel_decoder": "MODEL.ENCODER.ACTIVATION_CHECKPOINT",
+    "text": "MODEL.TEXT.ACTIVATION_CHECKPOINT",
+}
+
+
+def checkpoint_opts(parts) -> list[str]:
+    """`KEY VALUE` overrides switching activation checkpointing on for the named parts, off for the others."""
+    unknown = sorted(set(parts) - set(CHECKPOINT_KEYS))
+    if unknown:
+        raise ValueError(f"--checkpoint {unknown}: expected some of {sorted(CHECKPOINT_KEYS)}")
+    return [item for part, key in CHECKPOINT_KEYS.items() for item in (key, str(part in parts))]
+
+
+def joint_batch(cfg, datasets, *, size: int, images: int, instances: int, seed: int) -> dict[str, list[dict]]:
+    """{dataset_name: samples} for the named training datasets, with class ids drawn from each one's vocabulary."""
+    tasks = dict(zip(cfg.DATASETS.TRAIN, cfg.DATASETS.TRAIN_TASKS))
+    unknown = [name for name in datasets if name not in tasks]
+    if unknown:
+        raise ValueError(f"--datasets {unknown} are not in DATASETS.TRAIN {list(tasks)}")
+    batch = {}
+    for d, name in enumerate(datasets):
+        num_classes = len(Vocabulary.from_metadata(MetadataCatalog.get(name)))
+        batch[name] = [synthetic_training_sample(size, num_classes, tasks[name], instances, seed + 1000 * d + i)
+                       for i in range(images)]
+    return batch
+
+
+def train_case(*, config_file: str, opts: list[str], weights: str, seed: int, size: int, datasets: tuple[str, ...],
+               images: int, instances: int, checkpoint: tuple[str, ...], runs: int, warmup: int) -> dict:
+    """One training-step case (run in a child process by `run_isolated`); see the module docstring."""
+    cfg, model = build_benchmark_model(config_file, list(opts) + checkpoint_opts(checkpoint), weights, seed)
+    model.train()
+    optimizer = build_optimizer(cfg, model)
+    datasets = tuple(datasets or cfg.DATASETS.TRAIN)
+    batch = joint_batch(cfg, datasets, size=size, images=images, instances=instances, seed=seed)
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    timer = StageTimer()
+    total_losses = []
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        losses = model(batch)
+        total = sum(losses.values())
+        with timer.stage("backward"):
+            total.backward()
+        with timer.stage("optimizer"):
+            if clip.ENABLED:
+                clip_full_model_gradients(optimizer, clip.CLIP_VALUE, clip.NORM_TYPE)
+            optimizer.step()
+        total_losses.append(float(total.detach()))
+
+    modules, attributes = model_stage_hooks(model)
+    modules["losses"] = model.criterion
+    torch.manual_seed(seed)
+    with timer.instrument(modules, attributes):
+        measured = timed_runs(step, timer, runs=runs, warmup=warmup)
+    measured.update(datasets=list(datasets), size=size, images=images, instances=instances,
+                    checkpoint=list(checkpoint), first_loss=total_losses[0], losses=total_losses)
+    return measured
+
+
+def run_train_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: str = "", seed: int = 0,
+                        size: int = 512, datasets=(), images: int = 1, instances: int = 10, checkpoints=((),),
+                        runs: int = 5, warmup: int = 1, threads: int = 2) -> list[dict]:
+    """One row per activation-checkpointing setting, each measured in a fresh process."""
+    rows = []
+    for checkpoint in checkpoints:
+        kwargs = dict(config_file=config_file, opts=list(opts), weights=weights, seed=seed, size=size,
+                      datasets=tuple(datasets), images=images, instances=instances, checkpoint=tuple(checkpoint),
+                      runs=runs, warmup=warmup)
+        row = run_isolated(train_case, kwargs, threads=threads)
+        row.setdefault("checkpoint", list(checkpoint))
+        rows.append(row)
+    return rows
+
+
+def format_train_rows(rows: list[dict]) -> str:
+    headers = ["datasets × images", "size", "checkpointing", "median s", "min–max s", "CPU s", "peak RSS GB",
+               "threads", "load 1m", "first loss", "stages: median s"]
+    table = []
+    for r in rows:
+        checkpointing = "+".join(r["checkpoint"]) or "off"
+        if "error" in r:
+            table.append(["", "", checkpointing, r["error"], "", "", "", "", "", "", ""])
+            continue
+        table.append([
+            f"{' + '.join(r['datasets'])} × {r['images']}", f"{r['size']}²", checkpointing,
+            f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
+            f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", r["threads"],
+            f"{r['load_before']:.1f}→{r['load_after']:.1f}", f"{r['first_loss']:.6f}",
+            stage_summary(r["stages"], STAGE_ORDER),
+        ])
+    return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _parse_checkpoint(text: str) -> tuple[str, ...]:
+    parts = tuple(p for p in text.split(",") if p and p != "none")
+    try:
+        checkpoint_opts(parts)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return parts
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the `train` subcommand; sets `func`."""
+    parser.add_argument("--size", type=int, default=512, help="square training canvas")
+    parser.add_argument("--datasets", nargs="+", default=[], help="subset of DATASETS.TRAIN (default: all)")
+    parser.add_argument("--images", type=int, default=1, help="images per dataset in the batch")
+    parser.add_argument("--instances", type=int, default=10, help="objects per image")
+    parser.add_argument("--checkpoint", type=_parse_checkpoint, action="append", default=None,
+                        help="activation checkpointing, comma-separated parts of backbone,pixel_decoder,text or "
+                             "'none'; repeatable (one row each); default none")
+    add_common_model_arguments(parser, runs=5, warmup=1)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    rows = run_train_benchmark(config_file=args.config_file, opts=model_opts(args), weights=args.weights,
+                               seed=args.seed, size=args.size, datasets=tuple(args.datasets), images=args.images,
+                               instances=args.instances, checkpoints=tuple(args.checkpoint or ((),)),
+                               runs=args.runs, warmup=args.warmup, threads=args.threads)
+    print(format_train_rows(rows))

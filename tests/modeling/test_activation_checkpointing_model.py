@@ -1,0 +1,48 @@
+"""The memory-saving training path (activation checkpointing of backbone, pixel decoder and text encoder) gives the
+same losses and gradients as the plain one, for a whole joint training step with drop path and conditioned queries."""
+
+import torch
+from detectron2.modeling import build_model
+
+from openseed.config import setup_cfg
+from openseed.utils.benchmark_inputs import synthetic_training_sample
+from openseed.utils.benchmark_train import checkpoint_opts
+from openseed.vocabulary import Vocabulary
+
+TINY = "configs/tiny/tiny_decoupled.yaml"
+NARROW_SWIN = ["MODEL.BACKBONE.NAME", "D2SwinTransformer", "MODEL.SWIN.EMBED_DIM", "16",
+               "MODEL.SWIN.NUM_HEADS", "[1, 2, 4, 8]", "MODEL.SWIN.DEPTHS", "[2, 2, 2, 2]",
+               "MODEL.SWIN.DROP_PATH_RATE", "0.2"]
+VOCAB = Vocabulary.from_names(["cat", "dog", "car", "bus", "cup"], ["sky", "grass"])
+
+
+def _losses_and_grads(parts, state=None):
+    cfg = setup_cfg(TINY, NARROW_SWIN + checkpoint_opts(parts))
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    if state is not None:
+        model.load_state_dict(state)
+    seg_set, det_set = cfg.DATASETS.TRAIN
+    batch = {seg_set: [synthetic_training_sample(96, len(VOCAB), "seg", 4, seed=1)],
+             det_set: [synthetic_training_sample(96, len(VOCAB), "det", 5, seed=2)]}
+    torch.manual_seed(1)
+    losses = model(batch, vocabulary=VOCAB)
+    sum(losses.values()).backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    return model, {k: v.detach() for k, v in losses.items()}, grads
+
+
+def test_checkpointed_training_step_equals_plain_step():
+    plain, plain_losses, plain_grads = _losses_and_grads(())
+    checkpointed, losses, grads = _losses_and_grads(("backbone", "pixel_decoder", "text"), plain.state_dict())
+    assert checkpointed.backbone.layers[0].use_checkpoint and not plain.backbone.layers[0].use_checkpoint
+    assert checkpointed.lang_encoder.lang_encoder.activation_checkpoint
+    assert any(key.endswith("_dn") for key in losses)  # conditioned queries ran
+    assert sum(float(v) for v in plain_losses.values()) > 0
+    assert losses.keys() == plain_losses.keys()
+    for key, value in plain_losses.items():
+        torch.testing.assert_close(losses[key], value, rtol=1e-6, atol=1e-6, msg=key)
+    assert grads.keys() == plain_grads.keys()
+    assert any(name.startswith("backbone.") for name in grads) and any("lang_encoder" in n for n in grads)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -1,0 +1,188 @@
+"""`tools/benchmark.py eval|text|train`: stage timing, isolated peak-RSS runs, the cases on the tiny config, tables."""
+
+import importlib.util
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from openseed.utils import benchmark_common
+from openseed.utils.benchmark_common import StageTimer, run_isolated, timed_runs
+from openseed.utils.benchmark_eval import eval_case, format_eval_rows
+from openseed.utils.benchmark_inputs import benchmark_vocabulary, synthetic_training_sample
+from openseed.utils.benchmark_text import format_text_rows, text_case
+from openseed.utils.benchmark_train import checkpoint_opts, format_train_rows, train_case
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "benchmark.py"
+TINY = "configs/tiny/tiny_decoupled.yaml"
+EVAL_STAGES = ("text", "backbone", "pixel decoder", "decoder", "post-processing", "other")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_stage_timer_times_are_exclusive_across_nesting(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(benchmark_common.time, "perf_counter", clock)
+    timer = StageTimer()
+    with timer.stage("outer"):
+        clock.now += 1.0
+        with timer.stage("inner"):
+            clock.now += 2.0
+        clock.now += 4.0
+    with timer.stage("inner"):
+        clock.now += 8.0
+    assert dict(timer.totals) == {"outer": 5.0, "inner": 10.0}
+
+
+def test_stage_timer_hooks_modules_and_attributes_and_removes_them(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(benchmark_common.time, "perf_counter", clock)
+
+    class Slow(nn.Module):
+        def forward(self, x):
+            clock.now += 3.0
+            return x
+
+    class Owner:
+        @staticmethod
+        def work(x):
+            clock.now += 5.0
+            return x + 1
+
+    module, owner, timer = Slow(), Owner(), StageTimer()
+    with timer.instrument({"module": module}, {"function": (owner, "work")}):
+        assert owner.work(module(torch.ones(1))).item() == 2.0
+    assert dict(timer.totals) == {"module": 3.0, "function": 5.0}
+    module(torch.ones(1))
+    owner.work(0)
+    assert dict(timer.totals) == {"module": 3.0, "function": 5.0}  # hooks and patch removed
+    assert not module._forward_hooks and not module._forward_pre_hooks
+
+
+def test_timed_runs_reports_one_value_per_run_and_the_rest_as_other(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(benchmark_common.time, "perf_counter", clock)
+    timer, calls = StageTimer(), []
+
+    def step():
+        calls.append(1)
+        with timer.stage("work"):
+            clock.now += 2.0
+        clock.now += 0.5
+
+    result = timed_runs(step, timer, runs=3, warmup=2)
+    assert len(calls) == 5
+    assert result["wall_s"] == [2.5, 2.5, 2.5] and len(result["cpu_s"]) == 3
+    assert result["stages"] == {"work": [2.0, 2.0, 2.0], "other": [0.5, 0.5, 0.5]}
+
+
+def allocate(megabytes: int) -> dict:
+    block = torch.ones(megabytes * 1024 * 1024 // 4)
+    return {"sum": float(block.sum())}
+
+
+def die() -> dict:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}
+
+
+def fail() -> dict:
+    raise ValueError("broken benchmark case")
+
+
+def test_run_isolated_measures_the_child_peak_rss_and_reports_deaths():
+    small = run_isolated(allocate, {"megabytes": 1}, threads=1)
+    large = run_isolated(allocate, {"megabytes": 300}, threads=1)
+    assert small["threads"] == 1 and large["sum"] == 300 * 1024 * 1024 // 4
+    assert large["peak_rss_mb"] - small["peak_rss_mb"] > 250
+    assert run_isolated(die, {}, threads=1) == {"error": f"killed by signal {int(signal.SIGKILL)}"}
+    with pytest.raises(RuntimeError, match="broken benchmark case"):
+        run_isolated(fail, {}, threads=1)
+
+
+def test_vocabularies_and_synthetic_samples():
+    assert [len(benchmark_vocabulary(s)) for s in ("coco143", "coco", "coco80", "o365", "lvis", "7")] == [
+        143, 133, 80, 365, 1203, 7]
+    assert sum(benchmark_vocabulary("coco143").is_thing) == 88
+    with pytest.raises(ValueError, match="vocabulary 'nope'"):
+        benchmark_vocabulary("nope")
+    seg = synthetic_training_sample(64, 5, "seg", 3, seed=4)
+    assert seg["image"].shape == (3, 64, 64) and seg["image"].dtype == torch.uint8
+    masks, boxes = seg["instances"].gt_masks.tensor, seg["instances"].gt_boxes.tensor
+    for mask, (x0, y0, x1, y1) in zip(masks, boxes.long().tolist()):
+        assert mask.sum() == (x1 - x0) * (y1 - y0) > 0 and mask[y0:y1, x0:x1].all()
+    assert not synthetic_training_sample(64, 5, "det", 3).get("instances").has("gt_masks")
+    assert torch.equal(synthetic_training_sample(64, 5, "seg", 3, seed=4)["image"], seg["image"])
+
+
+def test_eval_case_on_the_tiny_model_fills_every_table_field():
+    row = eval_case(config_file=TINY, opts=[], weights="", seed=0, size=(96, 128), vocab="coco143",
+                    tasks=("panoptic", "instance", "semantic"), runs=2, warmup=0, text_cache="")
+    row.update(peak_rss_mb=1024.0, threads=2)
+    assert len(row["wall_s"]) == 2 and row["num_classes"] == 143 and row["size"] == [96, 128]
+    assert set(row["stages"]) == set(EVAL_STAGES)
+    for run_index, wall in enumerate(row["wall_s"]):
+        assert sum(times[run_index] for times in row["stages"].values()) == pytest.approx(wall)
+    assert all(min(row["stages"][s]) > 0 for s in ("backbone", "pixel decoder", "decoder", "post-processing"))
+    assert row["counts"]["instances"] > 0
+    table = format_eval_rows([row, {"vocab": "lvis", "error": "killed by signal 9"}])
+    assert "peak RSS GB" in table and "coco143 (143)" in table and "96×128" in table
+    assert all(stage in table for stage in EVAL_STAGES) and "killed by signal 9" in table
+
+
+def test_train_case_loss_does_not_depend_on_checkpointing_and_table_fields():
+    rows = []
+    for parts in ((), ("pixel_decoder", "text")):
+        row = train_case(config_file=TINY, opts=[], weights="", seed=0, size=96, datasets=(), images=1,
+                         instances=3, checkpoint=parts, runs=2, warmup=0)
+        rows.append(dict(row, peak_rss_mb=900.0, threads=2))
+    assert rows[0]["datasets"] == ["synthetic_panoptic_train", "synthetic_boxes_train"]
+    assert rows[0]["first_loss"] > 0 and rows[0]["losses"][0] == rows[0]["first_loss"]
+    assert rows[1]["first_loss"] == pytest.approx(rows[0]["first_loss"], rel=1e-6)
+    assert {"text", "backbone", "pixel decoder", "decoder", "losses", "backward", "optimizer"} <= set(rows[0]["stages"])
+    table = format_train_rows(rows)
+    assert "pixel_decoder+text" in table and "off" in table and f"{rows[0]['first_loss']:.6f}" in table
+    assert checkpoint_opts(("text",)) == ["MODEL.SWIN.USE_CHECKPOINT", "False",
+                                          "MODEL.ENCODER.ACTIVATION_CHECKPOINT", "False",
+                                          "MODEL.TEXT.ACTIVATION_CHECKPOINT", "True"]
+    with pytest.raises(ValueError, match="decoder"):
+        checkpoint_opts(("decoder",))
+
+
+def test_text_case_trimmed_ensemble_equals_full_context():
+    opts = ["MODEL.TEXT.EVAL_PROMPT_ENSEMBLE", "True", "MODEL.TEXT.CONTEXT_LENGTH", "77"]
+    row = text_case(config_file=TINY, opts=opts, weights="", seed=0, vocab="12", mode="eval", verify_names=12,
+                    runs=1, warmup=0)
+    assert row["templates"] == 81 and row["num_classes"] == 12 and row["context_length"] == 77
+    assert row["verify"]["names"] == 12 and row["verify"]["max_abs_diff"] < 1e-5
+    train_row = text_case(config_file=TINY, opts=[], weights="", seed=0, vocab="coco", mode="train",
+                          verify_names=0, runs=1, warmup=0)
+    assert train_row["templates"] == 1 and set(train_row["stages"]) == {"forward", "backward", "other"}
+    table = format_text_rows([dict(row, peak_rss_mb=800.0, threads=2), dict(train_row, peak_rss_mb=800.0, threads=2)])
+    assert "12 names: max |Δ|" in table and "not run" in table and "forward / backward s" in table
+
+
+@pytest.mark.slow
+def test_command_line_prints_tables_for_eval_train_and_text(capsys):
+    spec = importlib.util.spec_from_file_location("benchmark_tool", TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    common = ["--config-file", TINY, "--runs", "1", "--warmup", "0", "--threads", "1"]
+    tool.main(["eval", *common, "--size", "64", "96", "--vocab", "coco80", "--text-cache", "", "--tasks", "instance"])
+    tool.main(["train", *common, "--size", "64", "--instances", "2", "--checkpoint", "text"])
+    tool.main(["text", *common, "--vocab", "5"])
+    out = capsys.readouterr().out
+    for header in ("median s", "peak RSS GB", "threads", "load 1m"):
+        assert out.count(header) == 3
+    assert "coco80 (80)" in out and "64×96" in out and "post-processing" in out
+    assert "| text " in out.replace("|  text", "| text ") or "text" in out
+    assert "backward" in out and "optimizer" in out and "5 (5)" in out
