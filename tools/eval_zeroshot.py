@@ -11,7 +11,8 @@ cityscapes, bdd, scannet, sunrgbd, pascal_context, objects365, zeroshot, synthet
 its frozen protocol (`openseed.evaluation.protocols`); `DIR/<dataset>/results.json` holds its metrics and datasets
 already evaluated with the same protocol and weights are re-used unless `--force`. At the end the markdown summary
 (paper numbers in parentheses) is printed and written to `DIR/summary.md` / `DIR/summary.json`.
-`--num-gpus N` runs N processes (NCCL on CUDA, gloo on CPU). Trailing `KEY VALUE` pairs override the config.
+`--num-gpus N` runs N processes (NCCL on CUDA, gloo on CPU). Trailing `KEY VALUE` pairs override the config; put
+them after an option that takes one value (e.g. `--output DIR MODEL.DEVICE cuda`), not after `--suite`/`--datasets`.
 """
 
 from __future__ import annotations

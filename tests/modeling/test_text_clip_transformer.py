@@ -4,7 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from openseed.modeling.text.clip_transformer import ClipTextTransformer, FP32LayerNorm, load_language_weights
+from openseed.modeling.text.clip_transformer import (
+    ClipTextTransformer,
+    FP32LayerNorm,
+    _shared_prefix_lengths,
+    load_language_weights,
+)
 from openseed.modeling.text.prompts import PROMPT_TEMPLATES
 from openseed.modeling.text.tokenizer import clip_tokenizer
 from tests.refdata_utils import official_keys
@@ -67,28 +72,41 @@ def test_pooling_takes_the_first_end_token(tokens):
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_trimmed_batch_equals_full_context(tokens, causal):
-    model = tiny(causal=causal).eval()
+    model = tiny(causal=causal, max_tokens_per_chunk=40).eval()
     ids, mask = tokens
     with torch.no_grad():
         torch.testing.assert_close(model(ids, mask), full_context_pooled(model, ids, mask), atol=1e-5, rtol=0)
 
 
-def test_shared_prefix_path_equals_full_context_with_gradients():
-    """One template, names of one token length: the template words are encoded once (exact)."""
-    model = tiny()
-    ids, mask = clip_tokenizer(CONTEXT)([f"a photo of the hard to see {n}." for n in ["cat", "dog", "giraffe"]])
-    assert len(set(mask.sum(1).tolist())) == 1
-    assert model._shared_prefix_length(ids, ids.argmax(-1)) == 8
-    weights = torch.randn(3, 32)  # a loss with non-trivial gradients through ln_final
-    fast = model(ids, mask)
+def test_template_groups_share_leading_tokens_exactly_with_gradients():
+    """Prompts grouped by template: each template's words are encoded once, the rest in length chunks (exact)."""
+    templates = ["a photo of the hard to see {}.", "{}.", "a {} in a video game."]
+    names = ["cat", "traffic light", "baseball glove", "hair drier"]
+    ids, mask = clip_tokenizer(CONTEXT)([t.format(n) for t in templates for n in names])
+    groups = torch.arange(3).repeat_interleave(4)
+    prefix = _shared_prefix_lengths(ids, ids.argmax(-1) + 1, groups)
+    assert prefix.tolist() == [8, 1, 2]  # start token + template words before the name
+
+    model = tiny(max_tokens_per_chunk=12)  # several chunks
+    weights = torch.randn(len(ids), 32)  # a loss with non-trivial gradients through ln_final
+    fast = model(ids, mask, groups=groups)
     (fast * weights).sum().backward()
-    fast_grads = [p.grad.clone() for p in model.parameters()]
+    fast_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
     model.zero_grad()
     slow = full_context_pooled(model, ids, mask)
     (slow * weights).sum().backward()
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
-    for name_param, fast_grad in zip(model.named_parameters(), fast_grads):
-        torch.testing.assert_close(fast_grad, name_param[1].grad, atol=1e-5, rtol=1e-4, msg=name_param[0])
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(fast_grads[name], param.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_sequences_without_a_common_start_are_encoded_exactly():
+    model = tiny().eval()
+    ids = torch.randint(0, 49000, (6, CONTEXT))
+    ids[:, 5:] = 49407
+    ids[2, 3:] = 49407
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), full_context_pooled(model, ids), atol=1e-5, rtol=0)
 
 
 def test_activation_checkpoint_gives_same_values_and_gradients(tokens):
@@ -124,6 +142,8 @@ def test_layer_norm_is_tf_style_in_float32():
 def test_sequences_longer_than_the_context_are_rejected():
     with pytest.raises(ValueError, match="context length"):
         tiny().hidden_states(torch.zeros(1, CONTEXT + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="context length"):
+        tiny()(torch.zeros(1, CONTEXT + 1, dtype=torch.long))
 
 
 def test_load_language_weights_prefixes_and_positional_resampling(tmp_path):
