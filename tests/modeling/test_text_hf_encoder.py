@@ -46,6 +46,7 @@ def test_language_encoder_with_hf_backend_from_config():
     cfg = get_cfg()
     cfg.MODEL.TEXT.ENCODER = "hf"
     cfg.MODEL.DIM_PROJ = 64
+    torch.manual_seed(0)  # the projection is random
     encoder = LanguageEncoder(cfg).eval()
     assert isinstance(encoder.lang_encoder, HFTextEncoder) and encoder.lang_proj.shape == (384, 64)
     embeddings = encoder.embed_vocabulary(Vocabulary.from_names(["cat", "kitten", "truck"]), train=False)
