@@ -17,7 +17,8 @@ NORMALISATION_MODES = ("consistent", "reference-train", "reference-eval")
 def normalize_class_name(name: str, mode: str = "consistent") -> str:
     """Text used for a class name before prompt templating.
 
-    All modes strip surrounding whitespace and the suffixes "-other", "-merged", "-stuff", remove commas and replace
+    All modes strip surrounding whitespace, remove "-other", "-merged" and "-stuff" wherever they occur (as the official
+    code does: "sky-other-merged" -> "sky"), remove commas and replace
     "+" by a space. `"reference-train"` additionally rewrites "a-b" as "b a" ("wall-brick" -> "brick wall"), as the
     official code does for COCO names in training only (spec §4.3); `"consistent"` applies that rewrite too, so
     training and evaluation see the same words; `"reference-eval"` does not rewrite (the official evaluation path).
@@ -26,8 +27,7 @@ def normalize_class_name(name: str, mode: str = "consistent") -> str:
         raise ValueError(f"unknown class-name normalisation {mode!r}; expected one of {NORMALISATION_MODES}")
     text = name.strip()
     for suffix in _SUFFIXES:
-        if text.endswith(suffix):
-            text = text[: -len(suffix)]
+        text = text.replace(suffix, "")
     text = text.replace(",", "").replace("+", " ")
     if mode != "reference-eval":
         parts = text.split("-")

@@ -36,7 +36,7 @@ def tokens():
 
 def test_parameter_names_and_shapes_equal_official_keys(refdata):
     prefix = "sem_seg_head.predictor.lang_encoder.lang_encoder."
-    official = {k[len(prefix):]: shape for k, shape, _ in official_keys(refdata) if k.startswith(prefix)}
+    official = {k[len(prefix) :]: shape for k, shape, _ in official_keys(refdata) if k.startswith(prefix)}
     model = ClipTextTransformer(context_length=77, width=512, layers=12, heads=8)
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert ours == official

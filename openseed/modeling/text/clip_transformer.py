@@ -21,11 +21,14 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
 from .tokenizer import length_chunks
 
 CLIP_VOCAB_SIZE = 49408
+# cuDNN attention builds a kernel plan per new shape (~3 ms of CPU each); prompt batches change shape every step.
+_ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class FP32LayerNorm(nn.Module):
@@ -57,7 +60,9 @@ class ResidualAttentionBlock(nn.Module):
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.ln_1 = FP32LayerNorm(width)
         self.mlp = nn.Sequential(
-            OrderedDict([("c_fc", nn.Linear(width, width * 4)), ("gelu", QuickGELU()), ("c_proj", nn.Linear(width * 4, width))])
+            OrderedDict(
+                [("c_fc", nn.Linear(width, width * 4)), ("gelu", QuickGELU()), ("c_proj", nn.Linear(width * 4, width))]
+            )
         )
         self.ln_2 = FP32LayerNorm(width)
 
@@ -65,10 +70,18 @@ class ResidualAttentionBlock(nn.Module):
         self, x: torch.Tensor, causal_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None
     ) -> torch.Tensor:
         h = self.ln_1(x)
-        x = x + self.attn(
-            h, h, h, attn_mask=causal_mask, key_padding_mask=key_padding_mask,
-            need_weights=False, is_causal=causal_mask is not None,
-        )[0]
+        x = (
+            x
+            + self.attn(
+                h,
+                h,
+                h,
+                attn_mask=causal_mask,
+                key_padding_mask=key_padding_mask,
+                need_weights=False,
+                is_causal=causal_mask is not None,
+            )[0]
+        )
         return x + self.mlp(self.ln_2(x))
 
     def forward_with_past(
@@ -82,7 +95,8 @@ class ResidualAttentionBlock(nn.Module):
         qkv = F.linear(self.ln_1(x), self.attn.in_proj_weight, self.attn.in_proj_bias)
         q, k, v = _split_heads(qkv, self.attn.num_heads)
         keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
-        attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask, is_causal=attn_mask is None)
+        with sdpa_kernel(_ATTENTION_BACKENDS):
+            attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask, is_causal=attn_mask is None)
         x = x + self.attn.out_proj(_merge_heads(attended))
         return x + self.mlp(self.ln_2(x)), (k, v)
 
@@ -121,7 +135,7 @@ class ClipTextTransformer(nn.Module):
         vocab_size: int = CLIP_VOCAB_SIZE,
         causal: bool = True,
         activation_checkpoint: bool = False,
-        max_tokens_per_chunk: int = 4096,
+        max_tokens_per_chunk: int = 8192,
     ):
         super().__init__()
         self.max_tokens_per_chunk = max_tokens_per_chunk
@@ -250,6 +264,7 @@ def _shared_prefix_lengths(ids: torch.Tensor, lengths: torch.Tensor, group_of: t
     shared = torch.full((groups,), ids.shape[1], dtype=torch.long).scatter_reduce(0, group_of, agree, reduce="amin")
     shortest = torch.full((groups,), ids.shape[1], dtype=torch.long).scatter_reduce(0, group_of, lengths, reduce="amin")
     return torch.minimum(shared, shortest - 1)
+
 
 _CHECKPOINT_PREFIXES = (
     "model.sem_seg_head.predictor.lang_encoder.lang_encoder.",

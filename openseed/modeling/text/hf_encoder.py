@@ -52,7 +52,7 @@ class HFTextEncoder(nn.Module):
     length (at most `max_tokens_per_chunk` padded tokens each), each cut to its longest sequence.
     """
 
-    def __init__(self, model_path: str | Path, max_tokens_per_chunk: int = 4096):
+    def __init__(self, model_path: str | Path, max_tokens_per_chunk: int = 8192):
         super().__init__()
         self.model = AutoModel.from_pretrained(_checked_model_folder(model_path), local_files_only=True)
         self.width = int(self.model.config.hidden_size)

@@ -36,6 +36,10 @@ NORMALISATION_MODES = {
 }
 
 
+def _clear_cache_after_load(module: LanguageEncoder, incompatible_keys) -> None:
+    module.clear_cache()
+
+
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()[:32]
 
@@ -85,7 +89,7 @@ class LanguageEncoder(nn.Module):
         self.eval_templates = PROMPT_TEMPLATES if prompt_ensemble else PROMPT_TEMPLATES[:1]
         self.cache = EmbeddingCache(cache_dir)
         self._weights_digest: str | None = None
-        self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.clear_cache())
+        self.register_load_state_dict_post_hook(_clear_cache_after_load)
 
     @classmethod
     def from_config(cls, cfg):
@@ -133,9 +137,7 @@ class LanguageEncoder(nn.Module):
             raise TypeError(f"embed_vocabulary expects an openseed.vocabulary.Vocabulary, got {type(vocabulary)}")
         return self.embed_names(vocabulary.names, train=train, generator=generator)
 
-    def embed_names(
-        self, names: Sequence[str], train: bool, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def embed_names(self, names: Sequence[str], train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
         """As `embed_vocabulary`, for bare class names (e.g. the concepts of box-prompted segmentation)."""
         names = tuple(str(n) for n in names)
         if not names:
