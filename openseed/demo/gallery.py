@@ -7,7 +7,8 @@
 | `box_only.png` | synthetic_boxes_val_masks | the 4 box-only classes | instance masks (never trained with masks) |
 | `zero_shot.png` | synthetic_zeroshot_val | the 4 unseen class names | instance masks |
 
-Each row of a grid is one image: ground truth left, prediction right (Detectron2's `Visualizer`).
+Each row of a grid is one image: ground truth left, prediction right (Detectron2's `Visualizer`; one colour per
+class, the same on both sides; instances scoring below `score_threshold` are not drawn).
 """
 
 from __future__ import annotations
@@ -47,17 +48,14 @@ def draw_gallery(predictor: Predictor, output_dir: Path, num_images: int = 4, sc
     """Write one grid per `PICTURE_KINDS` entry for the first `num_images` images of its dataset; returns the paths."""
     written = []
     for kind in PICTURE_KINDS:
-        metadata = resolve_metadata(kind.dataset)
-        vocabulary = Vocabulary.from_metadata(metadata)
-        colors = getattr(metadata, "stuff_colors", None) if len(metadata.get("stuff_classes", [])) == len(
-            vocabulary) else getattr(metadata, "thing_colors", None)
+        vocabulary = Vocabulary.from_metadata(resolve_metadata(kind.dataset))
         rows = []
         for record in DatasetCatalog.get(kind.dataset)[:num_images]:
             image = np.asarray(Image.open(record["file_name"]).convert("RGB"))
             outputs = predictor(image, vocabulary, task=kind.task)
-            truth = draw_ground_truth(record, vocabulary, kind.task, colors=colors, scale=scale)
+            truth = draw_ground_truth(record, vocabulary, kind.task, scale=scale)
             prediction = draw_prediction(image, outputs, vocabulary, kind.task, score_threshold=score_threshold,
-                                         colors=colors, scale=scale)
+                                         scale=scale)
             name = Path(record["file_name"]).name
             rows.append(side_by_side([truth, prediction], [f"{name}: ground truth", f"{kind.name} prediction"]))
         written.append(Path(save_png(str(output_dir / f"{kind.name}.png"), stack_rows(rows))))

@@ -82,29 +82,33 @@ def run_isolated(target: Callable[..., dict], kwargs: dict, *, threads: int) -> 
 
 
 class StageTimer:
-    """Exclusive wall-clock time per named stage: while a nested stage runs, the enclosing one is paused.
+    """Exclusive wall-clock and CPU time per named stage: while a nested stage runs, the enclosing one is paused.
 
     Stages are entered explicitly (`with timer.stage("backward")`), around a module's forward (`time_module`) or
     around a callable attribute (`time_attribute`, e.g. a module-level function the code under test looks up).
+    `totals` holds wall seconds, `cpu_totals` CPU seconds of the whole process (all threads) per stage.
     """
 
     def __init__(self):
         self.totals: dict[str, float] = defaultdict(float)
+        self.cpu_totals: dict[str, float] = defaultdict(float)
         self._stack: list[list] = []
 
     def _enter(self, name: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self._stack:
             top = self._stack[-1]
             self.totals[top[0]] += now - top[1]
-        self._stack.append([name, now])
+            self.cpu_totals[top[0]] += cpu - top[2]
+        self._stack.append([name, now, cpu])
 
     def _exit(self) -> None:
-        now = time.perf_counter()
-        name, start = self._stack.pop()
+        now, cpu = time.perf_counter(), time.process_time()
+        name, start, cpu_start = self._stack.pop()
         self.totals[name] += now - start
+        self.cpu_totals[name] += cpu - cpu_start
         if self._stack:
-            self._stack[-1][1] = now
+            self._stack[-1][1:] = [now, cpu]
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -149,19 +153,20 @@ class StageTimer:
 
     def reset(self) -> None:
         self.totals.clear()
+        self.cpu_totals.clear()
 
 
 def timed_runs(step: Callable[[], object], timer: StageTimer, *, runs: int, warmup: int) -> dict:
     """Call `step` `warmup` times untimed, then `runs` times timed.
 
-    Returns `{"wall_s": [...], "cpu_s": [...], "stages": {stage: [...]}, "load_before", "load_after"}`, one value per
-    timed run; stage lists hold the run's exclusive stage time (0.0 where the stage did not run), plus "other" = wall
-    minus the timed stages.
+    Returns `{"wall_s": [...], "cpu_s": [...], "stages": {stage: [...]}, "stage_cpu": {stage: [...]}, "load_before",
+    "load_after"}`, one value per timed run; stage lists hold the run's exclusive stage time (0.0 where the stage did
+    not run), plus "other" = the run's total minus the timed stages.
     """
     for _ in range(warmup):
         step()
     load_before = load_average()
-    walls, cpus, per_run_stages = [], [], []
+    walls, cpus, wall_stages, cpu_stages = [], [], [], []
     for _ in range(runs):
         timer.reset()
         cpu_start, wall_start = time.process_time(), time.perf_counter()
@@ -170,11 +175,17 @@ def timed_runs(step: Callable[[], object], timer: StageTimer, *, runs: int, warm
             torch.cuda.synchronize()
         walls.append(time.perf_counter() - wall_start)
         cpus.append(time.process_time() - cpu_start)
-        per_run_stages.append(dict(timer.totals))
-    names = sorted({name for stages in per_run_stages for name in stages})
-    stages = {name: [s.get(name, 0.0) for s in per_run_stages] for name in names}
-    stages["other"] = [w - sum(s.values()) for w, s in zip(walls, per_run_stages)]
-    return {"wall_s": walls, "cpu_s": cpus, "stages": stages, "load_before": load_before, "load_after": load_average()}
+        wall_stages.append(dict(timer.totals))
+        cpu_stages.append(dict(timer.cpu_totals))
+    return {"wall_s": walls, "cpu_s": cpus, "stages": _per_stage(wall_stages, walls),
+            "stage_cpu": _per_stage(cpu_stages, cpus), "load_before": load_before, "load_after": load_average()}
+
+
+def _per_stage(per_run: list[dict[str, float]], totals: list[float]) -> dict[str, list[float]]:
+    names = sorted({name for stages in per_run for name in stages})
+    stages = {name: [s.get(name, 0.0) for s in per_run] for name in names}
+    stages["other"] = [total - sum(s.values()) for total, s in zip(totals, per_run)]
+    return stages
 
 
 def median(values) -> float:

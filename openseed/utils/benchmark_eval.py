@@ -89,17 +89,18 @@ def run_eval_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: s
 
 def format_eval_rows(rows: list[dict]) -> str:
     headers = ["vocab (K)", "size", "tasks", "median s", "min–max s", "CPU s", "peak RSS GB", "threads",
-               "load 1m", "stages: median s", "outputs"]
+               "load 1m", "stages: median wall s", "stages: median CPU s", "outputs"]
     table = []
     for r in rows:
         if "error" in r:
-            table.append([r["vocab"], "", "", r["error"], "", "", "", "", "", "", ""])
+            table.append([r["vocab"], "", "", r["error"], "", "", "", "", "", "", "", ""])
             continue
         table.append([
             f"{r['vocab']} ({r['num_classes']})", "×".join(map(str, r["size"])), "+".join(r["tasks"]),
             f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
             f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", r["threads"],
             f"{r['load_before']:.1f}→{r['load_after']:.1f}", stage_summary(r["stages"], STAGE_ORDER),
+            stage_summary(r["stage_cpu"], STAGE_ORDER),
             ", ".join(f"{k} {v}" for k, v in r["counts"].items()),
         ])
     return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)

@@ -109,12 +109,12 @@ def run_train_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: 
 
 def format_train_rows(rows: list[dict]) -> str:
     headers = ["datasets × images", "size", "checkpointing", "median s", "min–max s", "CPU s", "peak RSS GB",
-               "threads", "load 1m", "first loss", "stages: median s"]
+               "threads", "load 1m", "first loss", "stages: median wall s", "stages: median CPU s"]
     table = []
     for r in rows:
         checkpointing = "+".join(r["checkpoint"]) or "off"
         if "error" in r:
-            table.append(["", "", checkpointing, r["error"], "", "", "", "", "", "", ""])
+            table.append(["", "", checkpointing, r["error"], "", "", "", "", "", "", "", ""])
             continue
         table.append([
             f"{' + '.join(r['datasets'])} × {r['images']}", f"{r['size']}²", checkpointing,
@@ -122,6 +122,7 @@ def format_train_rows(rows: list[dict]) -> str:
             f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", r["threads"],
             f"{r['load_before']:.1f}→{r['load_after']:.1f}", f"{r['first_loss']:.6f}",
             stage_summary(r["stages"], STAGE_ORDER),
+            stage_summary(r["stage_cpu"], STAGE_ORDER),
         ])
     return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
 

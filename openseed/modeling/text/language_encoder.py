@@ -55,8 +55,9 @@ class LanguageEncoder(nn.Module):
         class_name_normalisation: "consistent" or "reference" (DATASETS.CLASS_NAME_NORMALISATION).
         prompt_ensemble: evaluation encodes all templates; otherwise only the first ("{}.").
         cache_dir: directory of the on-disk embedding cache; empty disables it.
-        freeze_encoder: keep `lang_encoder` fixed (no gradients, e.g. a pretrained MiniLM); `lang_proj` and
-            `logit_scale` still train.
+        freeze_encoder: keep `lang_encoder` fixed (no gradients, always in eval mode, e.g. a pretrained MiniLM);
+            `lang_proj` and `logit_scale` still train. Its features of each training prompt are then computed once
+            and kept in memory.
     """
 
     @configurable
@@ -78,8 +79,11 @@ class LanguageEncoder(nn.Module):
                 f"got {class_name_normalisation!r}"
             )
         self.lang_encoder = lang_encoder
+        self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             self.lang_encoder.requires_grad_(False)
+            self.lang_encoder.eval()
+        self._frozen_features: dict[str, torch.Tensor] = {}
         self.tokenizer = tokenizer
         self.lang_proj = nn.Parameter(torch.empty(lang_encoder.width, dim_proj))
         nn.init.trunc_normal_(self.lang_proj, std=0.02)
@@ -143,7 +147,7 @@ class LanguageEncoder(nn.Module):
         if not names:
             raise ValueError("empty vocabulary: there are no class names to embed")
         if train:
-            return self._encode_prompts(self._training_prompts(names, generator))
+            return self._encode_prompts(self._training_prompts(names, generator), reuse_features=self.freeze_encoder)
         return self._cached_eval_embeddings(names)
 
     def similarity(self, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -155,11 +159,15 @@ class LanguageEncoder(nn.Module):
         """Forget cached evaluation embeddings (done automatically on `train()` and `load_state_dict`)."""
         self.cache.clear_memory()
         self._weights_digest = None
+        self._frozen_features.clear()
 
     def train(self, mode: bool = True):
         if mode:
             self.clear_cache()
-        return super().train(mode)
+        super().train(mode)
+        if self.freeze_encoder:
+            self.lang_encoder.eval()
+        return self
 
     # -------------------------------------------------------------------------------------------------- prompts
     def _training_prompts(self, names: tuple[str, ...], generator: torch.Generator | None) -> list[str]:
@@ -178,17 +186,33 @@ class LanguageEncoder(nn.Module):
         return [normalize_class_name(v, self.eval_mode) for v in variants]
 
     # ------------------------------------------------------------------------------------------------- encoding
-    def _encode_prompts(self, prompts: Sequence[str], groups: Sequence[int] | None = None) -> torch.Tensor:
+    def _encode_prompts(self, prompts: Sequence[str], groups: Sequence[int] | None = None,
+                        reuse_features: bool = False) -> torch.Tensor:
         """Prompts -> N×DIM_PROJ, each row L2-normalised (eps 1e-7 as the official).
 
         `groups` (one id per prompt, its template) lets the CLIP encoder encode a template's words once.
+        `reuse_features` (frozen encoder only) takes each prompt's encoder features from memory, encoding new ones.
         """
-        input_ids, attention_mask = self.tokenizer(prompts)
-        device = self.lang_proj.device
-        groups = torch.as_tensor(groups) if groups is not None else None
-        features = self.lang_encoder(input_ids.to(device), attention_mask.to(device), groups=groups)
+        if reuse_features:
+            features = self._frozen_prompt_features(prompts)
+        else:
+            input_ids, attention_mask = self.tokenizer(prompts)
+            device = self.lang_proj.device
+            groups = torch.as_tensor(groups) if groups is not None else None
+            features = self.lang_encoder(input_ids.to(device), attention_mask.to(device), groups=groups)
         embeddings = features @ self.lang_proj
         return embeddings / (embeddings.norm(dim=-1, keepdim=True) + 1e-7)
+
+    @torch.no_grad()
+    def _frozen_prompt_features(self, prompts: Sequence[str]) -> torch.Tensor:
+        """N×width features of the frozen encoder; each distinct prompt is encoded once, then kept."""
+        new = list(dict.fromkeys(p for p in prompts if p not in self._frozen_features))
+        if new:
+            input_ids, attention_mask = self.tokenizer(new)
+            device = self.lang_proj.device
+            features = self.lang_encoder(input_ids.to(device), attention_mask.to(device))
+            self._frozen_features.update(zip(new, features))
+        return torch.stack([self._frozen_features[p] for p in prompts])
 
     @torch.no_grad()
     def _ensemble_embeddings(self, names: tuple[str, ...]) -> torch.Tensor:

@@ -1,0 +1,54 @@
+"""MODEL.TEXT.FREEZE_ENCODER: a fixed (pretrained) text transformer, a trained projection, features reused per prompt."""
+
+import torch
+
+from openseed.config import get_cfg
+from openseed.engine.optimizer import param_rules
+from openseed.modeling.text import LanguageEncoder
+from openseed.vocabulary import Vocabulary
+
+VOCAB = Vocabulary.from_names(["red circle", "blue square", "green star"])
+
+
+def _encoder(freeze: bool) -> LanguageEncoder:
+    cfg = get_cfg()
+    cfg.MODEL.TEXT.ENCODER = "hf"
+    cfg.MODEL.TEXT.FREEZE_ENCODER = freeze
+    cfg.MODEL.DIM_PROJ = 32
+    torch.manual_seed(0)
+    return LanguageEncoder(cfg)
+
+
+def test_only_the_projection_and_scale_train():
+    encoder = _encoder(freeze=True).train()
+    trainable = {name for name, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable == {"lang_proj", "logit_scale"}
+    assert not encoder.lang_encoder.training  # no dropout in a frozen encoder
+    assert [rule.name for rule in param_rules(encoder, weight_decay=0.05)] == ["lang_proj", "logit_scale"]
+    embeddings = encoder.embed_vocabulary(VOCAB, train=True)
+    (embeddings[:, 0].sum() + encoder.logit_scale).backward()
+    assert encoder.lang_proj.grad is not None and encoder.lang_proj.grad.abs().sum() > 0
+    assert all(p.grad is None for p in encoder.lang_encoder.parameters())
+    unfrozen = _encoder(freeze=False).train()
+    assert unfrozen.lang_encoder.training
+    assert all(p.requires_grad for p in unfrozen.lang_encoder.parameters())
+
+
+def test_features_are_computed_once_per_prompt_and_match_direct_encoding():
+    encoder = _encoder(freeze=True).train()
+    calls = []
+    encoder.lang_encoder.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    generator = torch.Generator().manual_seed(0)
+    first = encoder.embed_vocabulary(VOCAB, train=True, generator=generator)
+    assert calls == [3]
+    generator = torch.Generator().manual_seed(0)
+    again = encoder.embed_vocabulary(VOCAB, train=True, generator=generator)  # same templates: nothing encoded
+    assert calls == [3]
+    torch.testing.assert_close(again, first)
+    prompts = encoder._training_prompts(VOCAB.names, torch.Generator().manual_seed(0))
+    direct = _encoder(freeze=False).eval()._encode_prompts(prompts)
+    torch.testing.assert_close(first, direct, atol=1e-5, rtol=1e-5)
+
+    encoder.load_state_dict(encoder.state_dict())  # new weights: the kept features are dropped
+    encoder.embed_vocabulary(VOCAB, train=True, generator=torch.Generator().manual_seed(0))
+    assert calls == [3, 3]
