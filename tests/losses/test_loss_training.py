@@ -64,7 +64,16 @@ def panoptic_quality(predictions, scenes, vocabulary: Vocabulary, folder: Path) 
     return stats.pq_average(categories, None)[0]["pq"]
 
 
-def test_every_parameter_gets_a_gradient_after_one_joint_step():
+@pytest.fixture
+def single_thread():
+    """One intra-op thread: on a busy 2-core CI machine, thread oversubscription makes this loop 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_parameter_gets_a_gradient_after_one_joint_step(single_thread):
     model = _tiny_model()
     generator = torch.Generator().manual_seed(1)
     seg_vocab, det_vocab = _vocabulary(SEG), _vocabulary(DET)
@@ -85,7 +94,7 @@ def test_every_parameter_gets_a_gradient_after_one_joint_step():
 
 
 @pytest.mark.slow
-def test_tiny_model_overfits_two_images(tmp_path):
+def test_tiny_model_overfits_two_images(tmp_path, single_thread):
     vocabulary = _vocabulary(SEG)
     scenes = [
         make_scene(vocabulary, [("red square", 30, 30, 12), ("blue star", 90, 90, 18)], ("sky", "grass"), 60, False),
