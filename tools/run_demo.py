@@ -21,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 from detectron2.utils.logger import setup_logger
 
 from openseed.data.registration.common import datasets_root
@@ -46,6 +47,9 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-train", type=int, default=300, help="synthetic images per training set")
     parser.add_argument("--num-val", type=int, default=50, help="synthetic images per evaluation set")
     parser.add_argument("--num-pictures", type=int, default=4, help="val images drawn per picture kind")
+    parser.add_argument("--num-threads", type=int, default=1,
+                        help="intra-op CPU threads of training and evaluation (default 1: the demo's small tensors "
+                             "gain little from more, and busy-waiting threads are very slow on a shared machine)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser
 
@@ -61,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     synthetic_root = ensure_synthetic_datasets(os.path.join(root, "synthetic"), seed=args.seed,
                                                num_train=args.num_train, num_val=args.num_val)
     register_synthetic_datasets(synthetic_root)
-    env = pipeline.child_environment(root)
+    env = pipeline.child_environment(root, args.num_threads)
+    torch.set_num_threads(args.num_threads)
 
     logger.info("[2/4] training (tools/train_net.py)")
     train_seconds = pipeline.train(TOOLS_DIR, args.config_file, paths, args.opts, env)

@@ -43,6 +43,7 @@ DEMO_METRICS = (
     DemoMetric("zero_shot/AP", ZERO_SHOT_VAL, "segm", "AP", "mask AP, class names unseen in training", 10.0),
     DemoMetric("zero_shot/box_AP", ZERO_SHOT_VAL, "bbox", "AP", "box AP, class names unseen in training"),
 )
+TRAIN_SECONDS_TARGET = 600.0  # the budget: training in at most ten minutes on 2 CPU cores
 REQUIRED_KEYS = ("panoptic/PQ", "panoptic/mask_AP", "panoptic/box_AP", "panoptic/mIoU", "box_only/box_AP",
                  "box_only/mask_AP", "zero_shot/AP", "train_seconds")
 
@@ -84,8 +85,9 @@ def summary_rows(metrics: dict) -> list[tuple[str, str, str, str, str]]:
         rows.append((metric.key, shown, target, status, metric.description))
     seconds = metrics.get("train_seconds")
     if seconds is not None:
-        status = "met" if seconds <= 600 else "NOT met"
-        rows.append(("train_seconds", f"{seconds:.0f}", "≤ 600", status, "training wall time (train_net.py)"))
+        status = "met" if seconds <= TRAIN_SECONDS_TARGET else "NOT met"
+        rows.append(("train_seconds", f"{seconds:.0f}", f"≤ {TRAIN_SECONDS_TARGET:g}", status,
+                     "training wall time (train_net.py)"))
     return rows
 
 

@@ -114,9 +114,13 @@ def write_metrics(path: Path, metrics: dict) -> None:
     atomic_write(path, lambda handle: handle.write(content))
 
 
-def child_environment(datasets_root: str) -> dict[str, str]:
-    """The environment of the child processes: offline, and the datasets root the demo generated."""
+def child_environment(datasets_root: str, num_threads: int) -> dict[str, str]:
+    """The environment of the child processes: offline, the datasets root the demo generated, and `num_threads`
+    intra-op CPU threads (OpenMP / MKL)."""
+    if num_threads < 1:
+        raise ValueError(f"--num-threads must be at least 1, got {num_threads}")
     env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DETECTRON2_DATASETS=os.path.abspath(datasets_root))
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DETECTRON2_DATASETS=os.path.abspath(datasets_root),
+               OMP_NUM_THREADS=str(num_threads), MKL_NUM_THREADS=str(num_threads))
     env.setdefault("WANDB_MODE", "offline")
     return env

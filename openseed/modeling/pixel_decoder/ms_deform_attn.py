@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .deform_attn_embedding_bag import ms_deform_attn_core_embedding_bag
+
 
 def ms_deform_attn_core_pytorch(
     value: torch.Tensor,
@@ -48,7 +50,10 @@ def ms_deform_attn_core_pytorch(
     return output.transpose(1, 2).contiguous()
 
 
-DEFORM_ATTN_KERNELS: dict[str, Callable[..., torch.Tensor]] = {"pytorch": ms_deform_attn_core_pytorch}
+DEFORM_ATTN_KERNELS: dict[str, Callable[..., torch.Tensor]] = {
+    "pytorch": ms_deform_attn_core_pytorch,
+    "embedding_bag": ms_deform_attn_core_embedding_bag,  # same numbers up to rounding, faster and leaner on CPU
+}
 
 
 class MSDeformAttn(nn.Module):
