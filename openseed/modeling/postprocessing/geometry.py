@@ -53,8 +53,48 @@ def resize_mask_logits(mask_logits: Tensor, geometry: ImageGeometry) -> Tensor:
     """
     padded = F.interpolate(mask_logits.float()[None], size=geometry.padded_size, mode="bilinear", align_corners=False)
     cropped = padded[:, :, : geometry.input_size[0], : geometry.input_size[1]]
+    if geometry.input_size == geometry.output_size:
+        return cropped[0]  # the bicubic resize to the same size has weights exactly (0, 1, 0, 0): a no-op
     resized = F.interpolate(cropped, size=geometry.output_size, mode="bicubic", align_corners=False, antialias=True)
     return resized[0]
+
+
+def row_band_factor(mask_height: int, geometry: ImageGeometry) -> int | None:
+    """Upsampling factor f = padded height / mask height when `resize_mask_logits_rows` applies, else None.
+
+    Row bands are exact when f is a power of two greater than one (the model's stride 4: every source coordinate
+    (y + 0.5)/f - 0.5 is a dyadic fraction, so a band's bilinear weights are bit-identical to the whole map's) and
+    the final resize is the identity (input size = output size).
+    """
+    factor, remainder = divmod(geometry.padded_size[0], mask_height)
+    if remainder or factor < 2 or factor & (factor - 1) or geometry.input_size != geometry.output_size:
+        return None
+    return factor
+
+
+def resize_mask_logits_rows(mask_logits: Tensor, geometry: ImageGeometry, factor: int, rows: slice,
+                            queries: Tensor | None = None) -> Tensor:
+    """Output rows `rows` of `resize_mask_logits`, upsampled from the few mask rows they depend on.
+
+    Output row y interpolates mask rows ⌊(y + 0.5)/f − 0.5⌋ and the next one (clamped to the map); only those are
+    upsampled, and the slice's own rows are bit-identical to the whole map's. Bands starting at f/2 (mod f) waste
+    the fewest rows.
+
+    Args:
+        mask_logits: Q×h×w logits at mask resolution; factor: `row_band_factor(h, geometry)` (not None).
+        rows: output rows, within [0, output height).
+        queries: C indices of the queries to resize (default: all Q).
+    Returns:
+        C×len(rows)×W float32 logits, bit-identical to `resize_mask_logits(...)[:, rows]`.
+    """
+    height = mask_logits.shape[1]
+    low = max((2 * rows.start + 1 - factor) // (2 * factor), 0)  # ⌊(y + 0.5)/f − 0.5⌋ at the first row, ≥ 0
+    high = min(max((2 * rows.stop - 1 - factor) // (2 * factor), low) + 1, height - 1)  # successor at the last row
+    source = mask_logits[:, low : high + 1] if queries is None else mask_logits[queries, low : high + 1]
+    size = ((high + 1 - low) * factor, geometry.padded_size[1])
+    band = F.interpolate(source.float()[None], size=size, mode="bilinear", align_corners=False)[0]
+    offset = rows.start - low * factor
+    return band[:, offset : offset + rows.stop - rows.start, : geometry.input_size[1]]
 
 
 def boxes_to_output_pixels(boxes: Tensor, geometry: ImageGeometry) -> Tensor:

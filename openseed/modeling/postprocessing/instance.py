@@ -54,7 +54,7 @@ def select_instances(
 
 
 class InstanceMaskAccumulator:
-    """Binary masks and mask scores of the selected entries, filled chunk by chunk of queries.
+    """Binary masks and mask scores of the selected entries, filled tile by tile (a chunk of queries, a band of rows).
 
     Args:
         selection: from `select_instances`.
@@ -69,34 +69,38 @@ class InstanceMaskAccumulator:
         self._position[self.needed_queries] = torch.arange(len(self.needed_queries))
         device = selection.scores.device
         self.masks = torch.zeros((len(selection.queries), *output_size), dtype=torch.bool, device=device)
-        self.mask_scores = torch.zeros(len(self.needed_queries), dtype=torch.float32, device=device)
-        self._filled = torch.zeros(len(self.needed_queries), dtype=torch.bool)
+        self._inside_sum = torch.zeros(len(self.needed_queries), dtype=torch.float32, device=device)
+        self._area = torch.zeros(len(self.needed_queries), dtype=torch.int64, device=device)
+        self._rows_fed = torch.zeros(len(self.needed_queries), dtype=torch.int64)
+        self._height = output_size[0]
 
-    def update(self, queries: Tensor, mask_logits: Tensor, mask_probs: Tensor) -> None:
-        """Feed a chunk: `queries` C (CPU int64), `mask_logits`/`mask_probs` C×H×W at the output resolution."""
+    def update(self, queries: Tensor, rows: slice, mask_logits: Tensor, mask_probs: Tensor) -> None:
+        """Feed a tile: `queries` C (CPU int64) on output rows `rows`, `mask_logits`/`mask_probs` C×R×W there."""
         unique_positions = self._position[queries]
-        rows = (unique_positions >= 0).nonzero()[:, 0]
-        if len(rows) == 0:
+        members = (unique_positions >= 0).nonzero()[:, 0]
+        if len(members) == 0:
             return
-        unique_positions = unique_positions[rows]
-        self._filled[unique_positions] = True
+        unique_positions = unique_positions[members]
+        self._rows_fed[unique_positions] += rows.stop - rows.start
         device = self.masks.device
-        rows_device = rows.to(device)
-        binary = mask_logits[rows_device] > 0
-        inside_sum = torch.where(binary, mask_probs[rows_device], 0.0).flatten(1).sum(1)
-        area = binary.flatten(1).sum(1).to(torch.float32)
-        self.mask_scores[unique_positions.to(device)] = inside_sum / (area + MASK_SCORE_EPS)
+        if len(members) < len(queries):
+            mask_logits, mask_probs = mask_logits[members.to(device)], mask_probs[members.to(device)]
+        binary = mask_logits > 0
+        positions_device = unique_positions.to(device)
+        self._inside_sum[positions_device] += torch.where(binary, mask_probs, 0.0).flatten(1).sum(1)
+        self._area[positions_device] += binary.flatten(1).sum(1)
         row_of_unique = torch.full((len(self.needed_queries),), -1, dtype=torch.int64)
-        row_of_unique[unique_positions] = torch.arange(len(rows))
+        row_of_unique[unique_positions] = torch.arange(len(members))
         row_of_entry = row_of_unique[self._unique_of_entry]
         entries = (row_of_entry >= 0).nonzero()[:, 0]
-        self.masks[entries.to(device)] = binary[row_of_entry[entries].to(device)]
+        self.masks[entries.to(device), rows] = binary[row_of_entry[entries].to(device)]
 
     def result(self) -> tuple[Tensor, Tensor]:
-        """(N×H×W bool masks, N float32 mask scores) per entry."""
-        if not bool(self._filled.all()):
-            raise ValueError("instance masks: some selected queries were never fed")
-        return self.masks, self.mask_scores[self._unique_of_entry.to(self.mask_scores.device)]
+        """(N×H×W bool masks, N float32 mask scores = mean sigmoid inside the mask) per entry."""
+        if not bool((self._rows_fed == self._height).all()):
+            raise ValueError("instance masks: some selected queries were not fed exactly once on every row")
+        mask_scores = self._inside_sum / (self._area.to(torch.float32) + MASK_SCORE_EPS)
+        return self.masks, mask_scores[self._unique_of_entry.to(mask_scores.device)]
 
 
 def build_instances(

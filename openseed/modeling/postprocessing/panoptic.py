@@ -8,9 +8,10 @@ skipped when that set, its won area or its own area (sigmoid ≥ 0.5) is empty, 
 `overlap_threshold`. Stuff classes (vocabulary flags) reuse the first segment id of their class; things always
 get a new id.
 
-Here the argmax is a running maximum over chunks of kept queries, fed in ascending order; per pixel only the
-winner index and whether the winner's sigmoid is ≥ 0.5 are kept, so the areas come from two `bincount`s and the
-id map from one lookup table: no full-resolution tensor per query and no per-query device synchronisation.
+Here the argmax is a running maximum over tiles (a chunk of kept queries over a band of rows), fed in ascending
+query order within each band; per pixel only the winner index and whether the winner's sigmoid is ≥ 0.5 are kept,
+so the areas come from two `bincount`s and the id map from one lookup table: no full-resolution tensor per query
+and no per-query device synchronisation.
 """
 
 from __future__ import annotations
@@ -67,33 +68,37 @@ class PanopticAccumulator:
         device = selection.scores.device
         self._position = torch.full((num_queries,), -1, dtype=torch.int64)
         self._position[selection.queries] = torch.arange(len(selection.queries))
-        self._fed = 0
+        self._next_position = torch.zeros(output_size[0], dtype=torch.int64)  # per output row: next query to feed
         self._best = torch.full(output_size, float("-inf"), dtype=torch.float32, device=device)
         self._winner = torch.zeros(output_size, dtype=torch.int64, device=device)
         self._winner_mask_on = torch.zeros(output_size, dtype=torch.bool, device=device)
         self._own_area = torch.zeros(len(selection.queries), dtype=torch.int64, device=device)
 
-    def update(self, queries: Tensor, mask_logits: Tensor, mask_probs: Tensor) -> None:
-        """Feed a chunk: `queries` C (CPU int64, ascending, after all earlier chunks), `mask_probs` C×H×W sigmoid."""
+    def update(self, queries: Tensor, rows: slice, mask_logits: Tensor, mask_probs: Tensor) -> None:
+        """Feed a tile: `queries` C (CPU int64, ascending, after all earlier chunks of the same rows), output rows
+        `rows`, `mask_probs` C×R×W sigmoid masks there."""
         positions = self._position[queries]
-        rows = (positions >= 0).nonzero()[:, 0]
-        if len(rows) == 0:
+        keep = (positions >= 0).nonzero()[:, 0]
+        if len(keep) == 0:
             return
-        positions = positions[rows]
-        if positions[0].item() != self._fed or positions[-1].item() != self._fed + len(positions) - 1:
-            raise ValueError("panoptic queries must be fed once each, in ascending order")
-        self._fed += len(positions)
+        positions = positions[keep]
+        expected = self._next_position[rows]
+        first, last = positions[0].item(), positions[-1].item()
+        if last != first + len(positions) - 1 or not bool((expected == first).all()):
+            raise ValueError("panoptic queries must be fed once each, in ascending order, for every row")
+        self._next_position[rows] = last + 1
         device = self._best.device
-        probs = mask_probs[rows.to(device)]
+        probs = mask_probs if len(keep) == len(queries) else mask_probs[keep.to(device)]
         positions = positions.to(device)
         prob_masks = self.selection.scores[positions].view(-1, 1, 1) * probs
         chunk_best, chunk_arg = prob_masks.max(0)
-        better = chunk_best > self._best
-        self._best = torch.where(better, chunk_best, self._best)
-        self._winner = torch.where(better, positions[chunk_arg], self._winner)
+        best, winner, winner_mask_on = self._best[rows], self._winner[rows], self._winner_mask_on[rows]
+        better = chunk_best > best
+        best.copy_(torch.where(better, chunk_best, best))
+        winner.copy_(torch.where(better, positions[chunk_arg], winner))
         winner_on = probs.gather(0, chunk_arg[None])[0] >= MASK_ON_PROBABILITY
-        self._winner_mask_on = torch.where(better, winner_on, self._winner_mask_on)
-        self._own_area[positions] = (probs >= MASK_ON_PROBABILITY).flatten(1).sum(1)
+        winner_mask_on.copy_(torch.where(better, winner_on, winner_mask_on))
+        self._own_area[positions] += (probs >= MASK_ON_PROBABILITY).flatten(1).sum(1)
 
     def result(self, is_thing: Tensor, overlap_threshold: float) -> tuple[Tensor, list[dict]]:
         """Panoptic id map and segments.
@@ -104,8 +109,9 @@ class PanopticAccumulator:
             (int32 H×W ids, 0 = void; list of {"id", "isthing", "category_id"} in id order).
         """
         num_kept = len(self.selection.queries)
-        if self._fed != num_kept:
-            raise ValueError(f"panoptic merge fed {self._fed} of {num_kept} kept queries")
+        if not bool((self._next_position == num_kept).all()):
+            fed = int(self._next_position.min())
+            raise ValueError(f"panoptic merge fed {fed} of {num_kept} kept queries on some rows")
         if num_kept == 0:
             return torch.zeros(self._best.shape, dtype=torch.int32, device=self._best.device), []
         winners = self._winner.flatten()

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from .geometry import ImageGeometry, resize_mask_logits
+from .geometry import ImageGeometry, resize_mask_logits, resize_mask_logits_rows, row_band_factor
 from .instance import InstanceMaskAccumulator, build_instances, select_instances
 from .panoptic import PanopticAccumulator, select_panoptic_queries
 from .semantic import SemanticAccumulator, semantic_class_weights
@@ -81,15 +81,36 @@ def postprocess(
 
 
 def _feed_resized_masks(mask_logits: Tensor, geometry: ImageGeometry, accumulators: list, max_elements: int) -> None:
-    """Resize every query some accumulator needs, once, in ascending chunks, and hand each chunk to all of them."""
+    """Resize every query some accumulator needs, once per output pixel, in tiles of at most `max_elements` resized
+    pixels, and hand each tile to all of them.
+
+    Tiles are bands of rows over all needed queries where `row_band_factor` allows it (identity final resize: each
+    accumulator then touches its outputs once per band), else chunks of queries over the whole image.
+    """
     needed = torch.unique(torch.cat([acc.needed_queries for acc in accumulators]))
-    chunk_size = max(1, max_elements // (geometry.padded_size[0] * geometry.padded_size[1]))
-    for start in range(0, len(needed), chunk_size):
-        queries = needed[start : start + chunk_size]
-        logits = resize_mask_logits(mask_logits[queries.to(mask_logits.device)], geometry)
-        probs = logits.sigmoid()
-        for accumulator in accumulators:
-            accumulator.update(queries, logits, probs)
+    if len(needed) == 0:
+        return
+    factor = row_band_factor(mask_logits.shape[1], geometry)
+    if factor is None:
+        chunk_size = max(1, max_elements // (geometry.padded_size[0] * geometry.padded_size[1]))
+        for start in range(0, len(needed), chunk_size):
+            queries = needed[start : start + chunk_size]
+            logits = resize_mask_logits(mask_logits[queries.to(mask_logits.device)], geometry)
+            _feed(accumulators, queries, slice(0, geometry.output_size[0]), logits)
+        return
+    band = factor * max(1, max_elements // (len(needed) * factor * geometry.padded_size[1]) - 1)
+    queries = None if len(needed) == mask_logits.shape[0] else needed.to(mask_logits.device)
+    height = geometry.output_size[0]
+    starts = [0, *range(factor // 2 + band, height, band)]  # bands from f/2 (mod f): one neighbour row each
+    for first, last in zip(starts, [*starts[1:], height]):
+        rows = slice(first, last)
+        _feed(accumulators, needed, rows, resize_mask_logits_rows(mask_logits, geometry, factor, rows, queries))
+
+
+def _feed(accumulators: list, queries: Tensor, rows: slice, logits: Tensor) -> None:
+    probs = logits.sigmoid()
+    for accumulator in accumulators:
+        accumulator.update(queries, rows, logits, probs)
 
 
 def _check_shapes(class_logits, mask_logits, boxes, is_thing, tasks) -> None:

@@ -1,8 +1,9 @@
 """Semantic segmentation from query outputs (spec §9.2).
 
 sem_seg[k] = Σ_q p[q, k] · sigmoid(mask_q), over all queries, with p = sigmoid(logits), sharpened to
-softmax(p / T) over classes when `transform_eval` is on. The sum is accumulated chunk by chunk of queries, so only
-K×H×W (the output) and one chunk of masks are held; it equals the one-shot sum up to float summation order.
+softmax(p / T) over classes when `transform_eval` is on. The sum is accumulated tile by tile (a chunk of queries
+over a band of rows), so only K×H×W (the output) and one tile of masks are held; it equals the one-shot sum up to
+float summation order.
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ class SemanticAccumulator:
         self.sem_seg = torch.zeros((num_classes, *output_size), dtype=torch.float32, device=class_weights.device)
         self.needed_queries = torch.arange(class_weights.shape[0])
 
-    def update(self, queries: Tensor, mask_logits: Tensor, mask_probs: Tensor) -> None:
-        """Add the contribution of `queries` (C, CPU int64) whose sigmoid masks are `mask_probs` (C×H×W)."""
+    def update(self, queries: Tensor, rows: slice, mask_logits: Tensor, mask_probs: Tensor) -> None:
+        """Add the contribution of `queries` (C, CPU int64) on output rows `rows`, whose sigmoid masks there are
+        `mask_probs` (C×R×W)."""
         weights = self.class_weights[queries.to(self.class_weights.device)]
-        self.sem_seg.view(self.sem_seg.shape[0], -1).addmm_(weights.t(), mask_probs.reshape(len(queries), -1))
+        band = self.sem_seg[:, rows].view(self.sem_seg.shape[0], -1)
+        band.addmm_(weights.t(), mask_probs.reshape(len(queries), -1))
 
     def result(self) -> Tensor:
         """K×H×W float32 class scores."""
