@@ -61,8 +61,9 @@ def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, siz
     outputs = []
 
     def step():
+        outputs.clear()  # an evaluation loop hands each result on and drops it before the next image
         with torch.no_grad():
-            outputs[:] = model(inputs, vocabulary=vocabulary, task=tasks)
+            outputs.extend(model(inputs, vocabulary=vocabulary, task=tasks))
 
     timer = StageTimer()
     modules, attributes = model_stage_hooks(model)

@@ -15,6 +15,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 
+BAND_FACTORS = (2, 4)  # mask-to-padded upsampling factors for which row bands are bit-identical (tested)
+
+
 @dataclass(frozen=True)
 class ImageGeometry:
     """Sizes of one image, each `(height, width)` in pixels.
@@ -62,12 +65,12 @@ def resize_mask_logits(mask_logits: Tensor, geometry: ImageGeometry) -> Tensor:
 def row_band_factor(mask_height: int, geometry: ImageGeometry) -> int | None:
     """Upsampling factor f = padded height / mask height when `resize_mask_logits_rows` applies, else None.
 
-    Row bands are exact when f is a power of two greater than one (the model's stride 4: every source coordinate
-    (y + 0.5)/f - 0.5 is a dyadic fraction, so a band's bilinear weights are bit-identical to the whole map's) and
+    Row bands are used when f is 2 or 4 (the model's masks are at stride 4: every source coordinate (y + 0.5)/f - 0.5
+    is a dyadic fraction, and the CPU kernel's results were verified bit-identical band by band; f = 8 was not) and
     the final resize is the identity (input size = output size).
     """
     factor, remainder = divmod(geometry.padded_size[0], mask_height)
-    if remainder or factor < 2 or factor & (factor - 1) or geometry.input_size != geometry.output_size:
+    if remainder or factor not in BAND_FACTORS or geometry.input_size != geometry.output_size:
         return None
     return factor
 

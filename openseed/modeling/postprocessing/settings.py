@@ -20,8 +20,8 @@ class PostprocessSettings:
         focus_on_box: instance score = class score only (mask score replaced by 1).
         detections_per_image: top-k over (foreground queries × classes) for instance and detection output.
         num_foreground_queries: instance/detection use only the first this-many queries.
-        max_chunk_elements: memory bound: mask logits are resized in chunks of at most this many padded-size pixels
-            (queries × padded height × padded width); results do not depend on it.
+        max_chunk_elements: memory bound: mask logits are resized in tiles of at most about this many padded-size
+            pixels (queries × rows × padded width); results do not depend on it beyond float summation order.
     """
 
     object_mask_threshold: float = 0.25

@@ -1,0 +1,70 @@
+"""Row-band post-processing (identity final resize, mask stride 2 or 4) equals the straightforward reference.
+
+The band path resizes all needed queries a few rows at a time; it must give bit-identical resized logits, and the
+same post-processed results as `reference_postprocess` (all queries resized at once) for every task.
+"""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from openseed.modeling import postprocessing
+from openseed.modeling.postprocessing import ImageGeometry, PostprocessSettings, postprocess
+from openseed.modeling.postprocessing.geometry import resize_mask_logits, resize_mask_logits_rows, row_band_factor
+from tests.modeling.test_postprocessing_equivalence import assert_same_results, random_outputs, reference_postprocess
+
+ALL_TASKS = ("semantic", "panoptic", "instance")
+
+
+def test_identity_resize_skips_the_bicubic_pass_bit_exactly():
+    logits = torch.randn(3, 24, 40, generator=torch.Generator().manual_seed(0)) * 20
+    geometry = ImageGeometry((90, 150), (96, 160), (90, 150))
+    padded = F.interpolate(logits[None], size=(96, 160), mode="bilinear", align_corners=False)[:, :, :90, :150]
+    bicubic = F.interpolate(padded, size=(90, 150), mode="bicubic", align_corners=False, antialias=True)[0]
+    assert torch.equal(resize_mask_logits(logits, geometry), bicubic)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+@pytest.mark.parametrize("band", [1, 3, 4, 7])
+def test_row_bands_are_bit_identical_to_the_whole_map(factor, band):
+    gen = torch.Generator().manual_seed(factor * 10 + band)
+    logits = torch.randn(5, 13, 11, generator=gen) * 10
+    padded = (13 * factor, 11 * factor)
+    geometry = ImageGeometry((padded[0] - 3, padded[1] - 5), padded, (padded[0] - 3, padded[1] - 5))
+    assert row_band_factor(13, geometry) == factor
+    whole = resize_mask_logits(logits, geometry)
+    height = geometry.output_size[0]
+    pieces = [resize_mask_logits_rows(logits, geometry, factor, slice(y, min(y + band, height)))
+              for y in range(0, height, band)]
+    assert torch.equal(torch.cat(pieces, dim=1), whole)
+    subset = torch.tensor([4, 1])
+    assert torch.equal(resize_mask_logits_rows(logits, geometry, factor, slice(5, 9), subset), whole[subset, 5:9])
+
+
+def test_band_factor_only_for_identity_resize_and_power_of_two_strides():
+    assert row_band_factor(24, ImageGeometry((90, 120), (96, 128), (90, 120))) == 4
+    assert row_band_factor(24, ImageGeometry((90, 120), (96, 128), (128, 192))) is None  # real final resize
+    assert row_band_factor(32, ImageGeometry((90, 120), (96, 128), (90, 120))) is None  # stride 3
+    assert row_band_factor(96, ImageGeometry((90, 120), (96, 128), (90, 120))) is None  # stride 1: nothing to band
+    assert row_band_factor(12, ImageGeometry((90, 120), (96, 128), (90, 120))) is None  # stride 8: not bit-exact
+
+
+@pytest.mark.parametrize("tasks", [ALL_TASKS, ("panoptic", "instance"), ("instance",), ("semantic",)])
+@pytest.mark.parametrize("size", [(96, 128), (90, 120), (77, 101)])
+@pytest.mark.parametrize("tile_elements", [1, 6 * 4 * 128, 10**9])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_band_path_equals_reference(monkeypatch, tasks, size, tile_elements, seed):
+    calls = []
+    real = postprocessing.pipeline.resize_mask_logits_rows
+    monkeypatch.setattr(postprocessing.pipeline, "resize_mask_logits_rows",
+                        lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    class_logits, mask_logits, boxes, is_thing = random_outputs(seed)
+    settings = PostprocessSettings(overlap_threshold=0.5, detections_per_image=50, num_foreground_queries=30,
+                                   max_chunk_elements=tile_elements)
+    lean = postprocess(class_logits, mask_logits, boxes, tasks=tasks, input_size=size, padded_size=(96, 128),
+                       output_size=size, is_thing=is_thing, settings=settings)
+    ref = reference_postprocess(class_logits, mask_logits, boxes, tasks, size, (96, 128), size, is_thing, settings)
+    assert calls and (len(calls) > 1) == (tile_elements < 10**9)
+    assert_same_results(lean, ref, exact_scores=False)
+    if "panoptic" in tasks and seed == 0:
+        assert lean["panoptic_seg"][1]  # some segments survive the merge
