@@ -72,6 +72,8 @@ def _model_state(checkpoint: dict) -> dict:
 class TrainingCheckpointer(DetectionCheckpointer):
     """`DetectionCheckpointer` that writes atomically, loads with `weights_only=True` and refuses mismatches."""
 
+    _loading = ""  # the file being loaded, named in mismatch errors
+
     def save(self, name: str, **extra) -> None:
         """Write `save_dir/{name}.pth` (model, checkpointables, `extra`) atomically, then tag it as the last one."""
         if not self.save_dir or not self.save_to_disk:

@@ -100,7 +100,7 @@ def test_resume_without_checkpoint_starts_from_scratch(tmp_path):
     assert trainer.start_iter == 0 and (tmp_path / "model_final.pth").is_file()
 
 
-class NaNAtCall3(StandInTrainer):
+class NaNOnFifthForward(StandInTrainer):
     @classmethod
     def build_model(cls, cfg):
         return StandInModel(nan_at_call=5)
@@ -109,7 +109,7 @@ class NaNAtCall3(StandInTrainer):
 def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     cfg = standin_config(tmp_path, max_iter=10, checkpoint_period=2)
     seed_all_rng(0)
-    trainer = NaNAtCall3(cfg)
+    trainer = NaNOnFifthForward(cfg)
     trainer.resume_or_load(resume=False)
     with pytest.raises(FloatingPointError) as error:
         trainer.train()

@@ -5,6 +5,7 @@ import torch
 from detectron2.layers import ShapeSpec
 
 from openseed.config import get_cfg
+from openseed.modeling.backbone import D2SwinTransformer
 from openseed.modeling.pixel_decoder.deform_attn_embedding_bag import ms_deform_attn_core_embedding_bag
 from openseed.modeling.pixel_decoder.encoder import OpenSeeDPixelDecoder
 from openseed.modeling.pixel_decoder.ms_deform_attn import (
@@ -12,8 +13,11 @@ from openseed.modeling.pixel_decoder.ms_deform_attn import (
     MSDeformAttn,
     ms_deform_attn_core_pytorch,
 )
+from tests.refdata_utils import official_outputs, official_substate, parity_image
 
 SHAPES = [(6, 9), (3, 5), (2, 2), (1, 1)]
+PIXEL_MEAN = torch.tensor([123.675, 116.280, 103.530]).view(3, 1, 1)
+PIXEL_STD = torch.tensor([58.395, 57.120, 57.375]).view(3, 1, 1)
 
 
 def random_inputs(dtype, seed=0, n=2, m=3, d=4, num_queries=7, num_points=3, spread=1.8):
@@ -93,3 +97,28 @@ def test_selectable_by_name_and_in_the_pixel_decoder():
     torch.testing.assert_close(mask, ref_mask, rtol=1e-5, atol=1e-5)
     for level, ref_level in zip(levels, ref_levels):
         torch.testing.assert_close(level, ref_level, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_pixel_decoder_with_embedding_bag_matches_official_outputs(refdata):
+    """Official weights and parity image (refdata): the fast kernel keeps the 1e-4 parity of the reference one."""
+    cfg = get_cfg()
+    backbone = D2SwinTransformer(cfg).eval()
+    state = dict(official_substate(refdata, "backbone."))
+    state.update({name: buffer for name, buffer in backbone.named_buffers() if name not in state})
+    backbone.load_state_dict(state, strict=True)
+    image = (parity_image(refdata).float() - PIXEL_MEAN) / PIXEL_STD
+    cfg.MODEL.ENCODER.DEFORM_ATTN_IMPL = "embedding_bag"
+    decoder = OpenSeeDPixelDecoder(cfg, backbone.output_shape()).eval()
+    decoder.load_state_dict(official_substate(refdata, "sem_seg_head.pixel_decoder."), strict=True)
+    with torch.no_grad():
+        mask_features, multi_scale = decoder.forward_features(backbone(image[None]))
+    reference = {k: v for k, v in official_outputs(refdata).items() if k.startswith("pixel_decoder.")}
+    assert len(reference) == 5
+    for key, expected in reference.items():
+        parts = key.split(".")
+        ours = mask_features if parts[1] == "mask_features" else multi_scale[int(parts[2])]
+        step = int(key.rsplit(".stride", 1)[1]) if ".stride" in key else 1
+        ours = ours[..., ::step, ::step]
+        assert ours.shape == expected.shape, key
+        assert (ours - expected).abs().max().item() < 1e-4, key

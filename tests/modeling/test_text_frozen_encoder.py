@@ -45,7 +45,7 @@ def test_features_are_computed_once_per_prompt_and_match_direct_encoding():
     again = encoder.embed_vocabulary(VOCAB, train=True, generator=generator)  # same templates: nothing encoded
     assert calls == [3]
     torch.testing.assert_close(again, first)
-    prompts = encoder._training_prompts(VOCAB.names, torch.Generator().manual_seed(0))
+    prompts, _ = encoder._training_prompts(VOCAB.names, torch.Generator().manual_seed(0))
     direct = _encoder(freeze=False).eval()._encode_prompts(prompts)
     torch.testing.assert_close(first, direct, atol=1e-5, rtol=1e-5)
 

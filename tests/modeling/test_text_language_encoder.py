@@ -116,7 +116,7 @@ def test_training_embeddings_have_gradients_and_match_full_context():
     ):
         grad = dict(encoder.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
-    prompts = encoder._training_prompts(VOCAB.names, torch.Generator().manual_seed(3))
+    prompts, _ = encoder._training_prompts(VOCAB.names, torch.Generator().manual_seed(3))
     with torch.no_grad():
         for row, prompt in enumerate(prompts):
             torch.testing.assert_close(

@@ -147,7 +147,8 @@ class LanguageEncoder(nn.Module):
         if not names:
             raise ValueError("empty vocabulary: there are no class names to embed")
         if train:
-            return self._encode_prompts(self._training_prompts(names, generator), reuse_features=self.freeze_encoder)
+            prompts, template_ids = self._training_prompts(names, generator)
+            return self._encode_prompts(prompts, groups=template_ids, reuse_features=self.freeze_encoder)
         return self._cached_eval_embeddings(names)
 
     def similarity(self, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -170,7 +171,10 @@ class LanguageEncoder(nn.Module):
         return self
 
     # -------------------------------------------------------------------------------------------------- prompts
-    def _training_prompts(self, names: tuple[str, ...], generator: torch.Generator | None) -> list[str]:
+    def _training_prompts(
+        self, names: tuple[str, ...], generator: torch.Generator | None
+    ) -> tuple[list[str], list[int]]:
+        """One prompt per class and the id of its template (the group whose leading words are encoded once)."""
         template_ids = torch.randint(len(self.templates), (len(names),), generator=generator).tolist()
         prompts = []
         for name, template_id in zip(names, template_ids):
@@ -178,7 +182,7 @@ class LanguageEncoder(nn.Module):
             if len(options) > 1:
                 name = options[int(torch.randint(len(options), (1,), generator=generator))]
             prompts.append(self.templates[template_id].format(normalize_class_name(name, self.train_mode)))
-        return prompts
+        return prompts, template_ids
 
     def _eval_class_texts(self, name: str) -> list[str]:
         """Texts of one class at evaluation: all its synonyms in "consistent" mode, the whole name otherwise."""
