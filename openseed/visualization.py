@@ -68,7 +68,7 @@ def draw_prediction(image_rgb: np.ndarray, outputs: dict, vocabulary: Vocabulary
         drawn = visualizer.draw_sem_seg(outputs["sem_seg"].argmax(dim=0).to("cpu"))
     else:
         instances = outputs["instances"].to("cpu")
-        drawn = visualizer.draw_instance_predictions(instances[instances.scores >= score_threshold])
+        drawn = visualizer.draw_instance_predictions(instances[instances.scores >= score_threshold], jittering=False)
     return drawn.get_image()
 
 

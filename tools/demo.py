@@ -37,7 +37,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stuff", default="", help="comma-separated names of --vocab that are stuff classes")
     parser.add_argument("--task", choices=TASKS, default="panoptic")
     parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--score-threshold", type=float, default=0.5, help="instances drawn above this score")
+    parser.add_argument("--score-threshold", type=float, default=0.25,
+                        help="instances (instance, detection) scoring below this are not drawn; all are in the JSON")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser
 

@@ -54,7 +54,7 @@ def _unique_overlay_path(output_dir: Path, stem: str, used: set[str]) -> Path:
 
 
 def predict_files(predictor: Predictor, files: list[Path], vocabulary: Vocabulary, task: str, output_dir: Path, *,
-                  score_threshold: float = 0.5, progress: bool = True) -> BatchReport:
+                  score_threshold: float = 0.25, progress: bool = True) -> BatchReport:
     """Predict `task` on every readable image of `files`; write overlays and `predictions.json` to `output_dir`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     writer = CocoPredictionWriter(vocabulary, task)

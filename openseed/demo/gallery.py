@@ -43,7 +43,7 @@ PICTURE_KINDS = (
 )
 
 
-def draw_gallery(predictor: Predictor, output_dir: Path, num_images: int = 4, score_threshold: float = 0.5,
+def draw_gallery(predictor: Predictor, output_dir: Path, num_images: int = 4, score_threshold: float = 0.25,
                  scale: float = 2.0) -> list[Path]:
     """Write one grid per `PICTURE_KINDS` entry for the first `num_images` images of its dataset; returns the paths."""
     written = []

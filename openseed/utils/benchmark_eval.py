@@ -19,7 +19,7 @@ from tabulate import tabulate
 from openseed.modeling import meta_arch
 from openseed.modeling.postprocessing import TASKS
 
-from .benchmark_common import StageTimer, median, run_isolated, stage_summary, timed_runs
+from .benchmark_common import MALLOC_SETTINGS, StageTimer, median, run_isolated, stage_summary, timed_runs
 from .benchmark_inputs import VOCABULARY_SPECS, benchmark_vocabulary, build_benchmark_model, synthetic_image
 
 DEFAULT_CONFIG = "configs/openseed/swint_decoupled_coco_o365.yaml"
@@ -76,20 +76,21 @@ def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, siz
 
 def run_eval_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: str = "", seed: int = 0,
                        size=(800, 1216), vocabs=("coco143",), tasks=("panoptic", "instance", "semantic"),
-                       runs: int = 5, warmup: int = 1, threads: int = 2, text_cache: str = "") -> list[dict]:
+                       runs: int = 5, warmup: int = 1, threads: int = 2, text_cache: str = "",
+                       malloc: str = "glibc") -> list[dict]:
     """One row per vocabulary, each measured in a fresh process."""
     rows = []
     for vocab in vocabs:
         kwargs = dict(config_file=config_file, opts=list(opts), weights=weights, seed=seed, size=tuple(size),
                       vocab=vocab, tasks=tuple(tasks), runs=runs, warmup=warmup, text_cache=text_cache)
-        row = run_isolated(eval_case, kwargs, threads=threads)
+        row = run_isolated(eval_case, kwargs, threads=threads, malloc=malloc)
         row.setdefault("vocab", vocab)
         rows.append(row)
     return rows
 
 
 def format_eval_rows(rows: list[dict]) -> str:
-    headers = ["vocab (K)", "size", "tasks", "median s", "min–max s", "CPU s", "peak RSS GB", "threads",
+    headers = ["vocab (K)", "size", "tasks", "median s", "min–max s", "CPU s", "peak RSS GB", "threads / malloc",
                "load 1m", "stages: median wall s", "stages: median CPU s", "outputs"]
     table = []
     for r in rows:
@@ -99,7 +100,7 @@ def format_eval_rows(rows: list[dict]) -> str:
         table.append([
             f"{r['vocab']} ({r['num_classes']})", "×".join(map(str, r["size"])), "+".join(r["tasks"]),
             f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
-            f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", r["threads"],
+            f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", f"{r['threads']} / {r['malloc']}",
             f"{r['load_before']:.1f}→{r['load_after']:.1f}", stage_summary(r["stages"], STAGE_ORDER),
             stage_summary(r["stage_cpu"], STAGE_ORDER),
             ", ".join(f"{k} {v}" for k, v in r["counts"].items()),
@@ -116,6 +117,8 @@ def add_common_model_arguments(parser: argparse.ArgumentParser, *, runs: int, wa
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="MODEL.DEVICE (the targets of issue 9 are CPU figures)")
+    parser.add_argument("--malloc", choices=sorted(MALLOC_SETTINGS), default="glibc",
+                        help="tuned: start each case with TUNED_MALLOC_ENV (large tensors reuse the heap)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
 
 

@@ -91,20 +91,20 @@ def text_case(*, config_file: str, opts: list[str], weights: str, seed: int, voc
 
 def run_text_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: str = "", seed: int = 0,
                        vocabs=("coco143",), mode: str = "eval", verify_names: int = 0, runs: int = 5,
-                       warmup: int = 1, threads: int = 2) -> list[dict]:
+                       warmup: int = 1, threads: int = 2, malloc: str = "glibc") -> list[dict]:
     """One row per vocabulary, each measured in a fresh process."""
     rows = []
     for vocab in vocabs:
         kwargs = dict(config_file=config_file, opts=list(opts), weights=weights, seed=seed, vocab=vocab, mode=mode,
                       verify_names=verify_names, runs=runs, warmup=warmup)
-        row = run_isolated(text_case, kwargs, threads=threads)
+        row = run_isolated(text_case, kwargs, threads=threads, malloc=malloc)
         row.setdefault("vocab", vocab)
         rows.append(row)
     return rows
 
 
 def format_text_rows(rows: list[dict]) -> str:
-    headers = ["vocab (K)", "mode", "templates", "median s", "min–max s", "CPU s", "peak RSS GB", "threads",
+    headers = ["vocab (K)", "mode", "templates", "median s", "min–max s", "CPU s", "peak RSS GB", "threads / malloc",
                "load 1m", "forward / backward s", "full-context check"]
     table = []
     for r in rows:
@@ -117,8 +117,8 @@ def format_text_rows(rows: list[dict]) -> str:
         table.append([
             f"{r['vocab']} ({r['num_classes']})", r["mode"], r["templates"], f"{median(r['wall_s']):.2f}",
             f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}", f"{median(r['cpu_s']):.2f}",
-            f"{r['peak_rss_mb'] / 1024:.2f}", r["threads"], f"{r['load_before']:.1f}→{r['load_after']:.1f}",
-            stages, check,
+            f"{r['peak_rss_mb'] / 1024:.2f}", f"{r['threads']} / {r['malloc']}",
+            f"{r['load_before']:.1f}→{r['load_after']:.1f}", stages, check,
         ])
     return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
 
@@ -140,5 +140,5 @@ def run(args: argparse.Namespace) -> None:
     rows = run_text_benchmark(config_file=args.config_file, opts=model_opts(args), weights=args.weights, seed=args.seed,
                               vocabs=tuple(args.vocab or ("coco143",)), mode=args.mode,
                               verify_names=args.verify_names, runs=args.runs, warmup=args.warmup,
-                              threads=args.threads)
+                              threads=args.threads, malloc=args.malloc)
     print(format_text_rows(rows))

@@ -94,14 +94,14 @@ def train_case(*, config_file: str, opts: list[str], weights: str, seed: int, si
 
 def run_train_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: str = "", seed: int = 0,
                         size: int = 512, datasets=(), images: int = 1, instances: int = 10, checkpoints=((),),
-                        runs: int = 5, warmup: int = 1, threads: int = 2) -> list[dict]:
+                        runs: int = 5, warmup: int = 1, threads: int = 2, malloc: str = "glibc") -> list[dict]:
     """One row per activation-checkpointing setting, each measured in a fresh process."""
     rows = []
     for checkpoint in checkpoints:
         kwargs = dict(config_file=config_file, opts=list(opts), weights=weights, seed=seed, size=size,
                       datasets=tuple(datasets), images=images, instances=instances, checkpoint=tuple(checkpoint),
                       runs=runs, warmup=warmup)
-        row = run_isolated(train_case, kwargs, threads=threads)
+        row = run_isolated(train_case, kwargs, threads=threads, malloc=malloc)
         row.setdefault("checkpoint", list(checkpoint))
         rows.append(row)
     return rows
@@ -109,7 +109,7 @@ def run_train_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: 
 
 def format_train_rows(rows: list[dict]) -> str:
     headers = ["datasets × images", "size", "checkpointing", "median s", "min–max s", "CPU s", "peak RSS GB",
-               "threads", "load 1m", "first loss", "stages: median wall s", "stages: median CPU s"]
+               "threads / malloc", "load 1m", "first loss", "stages: median wall s", "stages: median CPU s"]
     table = []
     for r in rows:
         checkpointing = "+".join(r["checkpoint"]) or "off"
@@ -119,7 +119,7 @@ def format_train_rows(rows: list[dict]) -> str:
         table.append([
             f"{' + '.join(r['datasets'])} × {r['images']}", f"{r['size']}²", checkpointing,
             f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
-            f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", r["threads"],
+            f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", f"{r['threads']} / {r['malloc']}",
             f"{r['load_before']:.1f}→{r['load_after']:.1f}", f"{r['first_loss']:.6f}",
             stage_summary(r["stages"], STAGE_ORDER),
             stage_summary(r["stage_cpu"], STAGE_ORDER),
@@ -153,5 +153,5 @@ def run(args: argparse.Namespace) -> None:
     rows = run_train_benchmark(config_file=args.config_file, opts=model_opts(args), weights=args.weights,
                                seed=args.seed, size=args.size, datasets=tuple(args.datasets), images=args.images,
                                instances=args.instances, checkpoints=tuple(args.checkpoint or ((),)),
-                               runs=args.runs, warmup=args.warmup, threads=args.threads)
+                               runs=args.runs, warmup=args.warmup, threads=args.threads, malloc=args.malloc)
     print(format_train_rows(rows))

@@ -95,6 +95,10 @@ def allocate(megabytes: int) -> dict:
     return {"sum": float(block.sum()), "peak_before_mb": before}
 
 
+def malloc_environment() -> dict:
+    return {name: os.environ.get(name) for name in benchmark_common.TUNED_MALLOC_ENV}
+
+
 def die() -> dict:
     os.kill(os.getpid(), signal.SIGKILL)
     return {}
@@ -104,12 +108,15 @@ def fail() -> dict:
     raise ValueError("broken benchmark case")
 
 
-@pytest.mark.slow  # three fresh processes, each importing openseed
+@pytest.mark.slow  # four fresh processes, each importing openseed
 def test_run_isolated_measures_the_child_peak_rss_and_reports_deaths():
     result = run_isolated(allocate, {"megabytes": 300}, threads=1)
     assert result["threads"] == 1 and result["sum"] == 300 * 1024 * 1024 // 4
     assert 300 <= result["peak_rss_mb"] - result["peak_before_mb"] < 400
-    assert run_isolated(die, {}, threads=1) == {"error": f"killed by signal {int(signal.SIGKILL)}"}
+    assert run_isolated(die, {}, threads=1) == {"error": f"killed by signal {int(signal.SIGKILL)}", "malloc": "glibc"}
+    tuned = run_isolated(malloc_environment, {}, threads=1, malloc="tuned")
+    assert {k: tuned[k] for k in benchmark_common.TUNED_MALLOC_ENV} == benchmark_common.TUNED_MALLOC_ENV
+    assert not any(name in os.environ for name in benchmark_common.TUNED_MALLOC_ENV)  # parent left unchanged
     with pytest.raises(RuntimeError, match="broken benchmark case"):
         run_isolated(fail, {}, threads=1)
 
@@ -132,14 +139,14 @@ def test_vocabularies_and_synthetic_samples():
 def test_eval_case_on_the_tiny_model_fills_every_table_field():
     row = eval_case(config_file=TINY, opts=[], weights="", seed=0, size=(96, 128), vocab="coco143",
                     tasks=("panoptic", "instance", "semantic"), runs=2, warmup=0, text_cache="")
-    row.update(peak_rss_mb=1024.0, threads=2)
+    row.update(peak_rss_mb=1024.0, threads=2, malloc="glibc")
     assert len(row["wall_s"]) == 2 and row["num_classes"] == 143 and row["size"] == [96, 128]
     assert set(row["stages"]) == set(EVAL_STAGES)
     for run_index, wall in enumerate(row["wall_s"]):
         assert sum(times[run_index] for times in row["stages"].values()) == pytest.approx(wall)
     assert all(min(row["stages"][s]) > 0 for s in ("backbone", "pixel decoder", "decoder", "post-processing"))
     assert row["counts"]["instances"] > 0
-    table = format_eval_rows([row, {"vocab": "lvis", "error": "killed by signal 9"}])
+    table = format_eval_rows([row, {"vocab": "lvis", "error": "killed by signal 9", "malloc": "glibc"}])
     assert "peak RSS GB" in table and "coco143 (143)" in table and "96×128" in table
     assert all(stage in table for stage in EVAL_STAGES) and "killed by signal 9" in table
 
@@ -149,13 +156,14 @@ def test_train_case_loss_does_not_depend_on_checkpointing_and_table_fields():
     for parts in ((), ("pixel_decoder", "text")):
         row = train_case(config_file=TINY, opts=[], weights="", seed=0, size=96, datasets=(), images=1,
                          instances=3, checkpoint=parts, runs=1, warmup=0)
-        rows.append(dict(row, peak_rss_mb=900.0, threads=2))
+        rows.append(dict(row, peak_rss_mb=900.0, threads=2, malloc="tuned"))
     assert rows[0]["datasets"] == ["synthetic_panoptic_train", "synthetic_boxes_train"]
     assert rows[0]["first_loss"] > 0 and rows[0]["losses"][0] == rows[0]["first_loss"]
     assert rows[1]["first_loss"] == pytest.approx(rows[0]["first_loss"], rel=1e-6)
     assert {"text", "backbone", "pixel decoder", "decoder", "losses", "backward", "optimizer"} <= set(rows[0]["stages"])
     table = format_train_rows(rows)
     assert "pixel_decoder+text" in table and "off" in table and f"{rows[0]['first_loss']:.6f}" in table
+    assert "2 / tuned" in table
     assert checkpoint_opts(("text",)) == ["MODEL.SWIN.USE_CHECKPOINT", "False",
                                           "MODEL.ENCODER.ACTIVATION_CHECKPOINT", "False",
                                           "MODEL.TEXT.ACTIVATION_CHECKPOINT", "True"]
@@ -172,7 +180,8 @@ def test_text_case_trimmed_ensemble_equals_full_context():
     train_row = text_case(config_file=TINY, opts=[], weights="", seed=0, vocab="coco", mode="train",
                           verify_names=0, runs=1, warmup=0)
     assert train_row["templates"] == 1 and set(train_row["stages"]) == {"forward", "backward", "other"}
-    table = format_text_rows([dict(row, peak_rss_mb=800.0, threads=2), dict(train_row, peak_rss_mb=800.0, threads=2)])
+    extra = dict(peak_rss_mb=800.0, threads=2, malloc="glibc")
+    table = format_text_rows([dict(row, **extra), dict(train_row, **extra)])
     assert "12 names: max |Δ|" in table and "not run" in table and "forward / backward s" in table
 
 
@@ -181,12 +190,12 @@ def test_command_line_prints_tables_for_eval_train_and_text(capsys):
     spec = importlib.util.spec_from_file_location("benchmark_tool", TOOL)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    common = ["--config-file", TINY, "--runs", "1", "--warmup", "0", "--threads", "1"]
+    common = ["--config-file", TINY, "--runs", "1", "--warmup", "0", "--threads", "1", "--malloc", "tuned"]
     tool.main(["eval", *common, "--size", "64", "96", "--vocab", "coco80", "--text-cache", "", "--tasks", "instance"])
     tool.main(["train", *common, "--size", "64", "--instances", "2", "--checkpoint", "text"])
     tool.main(["text", *common, "--vocab", "5"])
     out = capsys.readouterr().out
-    for header in ("median s", "peak RSS GB", "threads", "load 1m"):
+    for header in ("median s", "peak RSS GB", "threads / malloc", "load 1m"):
         assert len(re.findall(rf"\| {header} +\|", out)) == 3, header
-    assert "coco80 (80)" in out and "64×96" in out and "post-processing" in out
+    assert "coco80 (80)" in out and "64×96" in out and "post-processing" in out and out.count("1 / tuned") == 3
     assert "backward" in out and "optimizer" in out and "5 (5)" in out
