@@ -100,6 +100,9 @@ class JointStepTrainer(SimpleTrainer):
         start = time.perf_counter()
         data = self._next_batch()
         data_time = time.perf_counter() - start
+        criterion = getattr(getattr(self.model, "module", self.model), "criterion", None)
+        if criterion is not None:
+            criterion.iteration = self.iter  # drives the ramp of the Objects365 pseudo-mask loss
 
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             loss_dict = self.model(data)

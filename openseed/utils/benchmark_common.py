@@ -4,7 +4,9 @@ Every benchmark case runs in a fresh spawned process (`run_isolated`), so that i
 `VmHWM`, else `ru_maxrss`) is its own: model building, warm-up and the timed runs included. Times are wall-clock
 seconds of `time.perf_counter`; CPU seconds (`time.process_time`, all threads of the process) are reported beside
 them because the machine may be shared: on an idle machine wall ≈ CPU / threads, on a loaded one wall grows with the
-load average while CPU seconds stay roughly put. The load average is recorded before and after the timed runs.
+load average. Single-threaded CPU seconds are the figure least sensitive to load; with several threads, OpenMP
+workers spin while they wait for a descheduled sibling, so CPU seconds grow under load too. The load average is
+recorded before and after the timed runs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ TUNED_MALLOC_ENV = {
     "MALLOC_TOP_PAD_": str(1 << 29),
 }
 MALLOC_SETTINGS = {"glibc": {}, "tuned": TUNED_MALLOC_ENV}
+
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB (`VmHWM` of /proc/self/status, else `ru_maxrss`)."""

@@ -2,7 +2,9 @@
 
 Each `--vocab` is one case in its own process (peak RSS per case): build the model (seeded random init, or
 `--weights`), embed the vocabulary once (cached: in memory, and on disk under `--text-cache`), then time `--runs`
-forwards of a deterministic synthetic image of `--size H W` after `--warmup` untimed ones. The stage breakdown is
+forwards of a deterministic synthetic image of `--size H W` after `--warmup` untimed ones; results are requested at
+`--output-size` (default: the input size; a different size adds the bicubic resize of every mask, as when COCO
+images are evaluated at their original size). The stage breakdown is
 exclusive wall time: text (the cache look-up), backbone, pixel decoder, decoder, post-processing, other
 (normalisation, padding, glue). With random weights no panoptic segment survives the overlap test; post-processing
 time is still dominated by the mask resizing every requested task needs.
@@ -47,13 +49,15 @@ def _result_counts(result: dict) -> dict:
 
 
 def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, size: tuple[int, int], vocab: str,
-              tasks: tuple[str, ...], runs: int, warmup: int, text_cache: str) -> dict:
+              tasks: tuple[str, ...], runs: int, warmup: int, text_cache: str,
+              output_size: tuple[int, int] | None = None) -> dict:
     """One eval case (run in a child process by `run_isolated`); see the module docstring."""
     opts = list(opts) + (["MODEL.TEXT.CACHE_DIR", text_cache] if text_cache else [])
     _, model = build_benchmark_model(config_file, opts, weights, seed)
     vocabulary = benchmark_vocabulary(vocab)
     height, width = size
-    inputs = [{"image": synthetic_image(height, width, seed), "height": height, "width": width}]
+    out_height, out_width = output_size or size
+    inputs = [{"image": synthetic_image(height, width, seed), "height": out_height, "width": out_width}]
     start = time.perf_counter()
     with torch.no_grad():
         model.lang_encoder.embed_vocabulary(vocabulary, train=False)
@@ -69,7 +73,8 @@ def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, siz
     modules, attributes = model_stage_hooks(model)
     with timer.instrument(modules, attributes):
         measured = timed_runs(step, timer, runs=runs, warmup=warmup)
-    measured.update(vocab=vocab, num_classes=len(vocabulary), size=[height, width], tasks=list(tasks),
+    measured.update(vocab=vocab, num_classes=len(vocabulary), size=[height, width],
+                    output_size=[out_height, out_width], tasks=list(tasks),
                     text_setup_s=text_setup_s, counts=_result_counts(outputs[0]))
     return measured
 
@@ -77,12 +82,13 @@ def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, siz
 def run_eval_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: str = "", seed: int = 0,
                        size=(800, 1216), vocabs=("coco143",), tasks=("panoptic", "instance", "semantic"),
                        runs: int = 5, warmup: int = 1, threads: int = 2, text_cache: str = "",
-                       malloc: str = "glibc") -> list[dict]:
+                       malloc: str = "glibc", output_size=None) -> list[dict]:
     """One row per vocabulary, each measured in a fresh process."""
     rows = []
     for vocab in vocabs:
         kwargs = dict(config_file=config_file, opts=list(opts), weights=weights, seed=seed, size=tuple(size),
-                      vocab=vocab, tasks=tuple(tasks), runs=runs, warmup=warmup, text_cache=text_cache)
+                      vocab=vocab, tasks=tuple(tasks), runs=runs, warmup=warmup, text_cache=text_cache,
+                      output_size=tuple(output_size) if output_size else None)
         row = run_isolated(eval_case, kwargs, threads=threads, malloc=malloc)
         row.setdefault("vocab", vocab)
         rows.append(row)
@@ -98,7 +104,7 @@ def format_eval_rows(rows: list[dict]) -> str:
             table.append([r["vocab"], "", "", r["error"], "", "", "", "", "", "", "", ""])
             continue
         table.append([
-            f"{r['vocab']} ({r['num_classes']})", "×".join(map(str, r["size"])), "+".join(r["tasks"]),
+            f"{r['vocab']} ({r['num_classes']})", _size_text(r["size"], r["output_size"]), "+".join(r["tasks"]),
             f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
             f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", f"{r['threads']} / {r['malloc']}",
             f"{r['load_before']:.1f}→{r['load_after']:.1f}", stage_summary(r["stages"], STAGE_ORDER),
@@ -106,6 +112,11 @@ def format_eval_rows(rows: list[dict]) -> str:
             ", ".join(f"{k} {v}" for k, v in r["counts"].items()),
         ])
     return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _size_text(size: list[int], output_size: list[int]) -> str:
+    text = "×".join(map(str, size))
+    return text if output_size == size else f"{text} → {'×'.join(map(str, output_size))}"
 
 
 def add_common_model_arguments(parser: argparse.ArgumentParser, *, runs: int, warmup: int) -> None:
@@ -130,6 +141,8 @@ def model_opts(args: argparse.Namespace) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the `eval` subcommand; sets `func`."""
     parser.add_argument("--size", type=int, nargs=2, default=(800, 1216), metavar=("H", "W"), help="input image size")
+    parser.add_argument("--output-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="size of the results (dataset height/width); default: the input size")
     parser.add_argument("--vocab", action="append", default=None,
                         help=f"vocabulary, repeatable (one row each): {', '.join(VOCABULARY_SPECS)} or a count N "
                              "(first N LVIS names); default coco143")
@@ -144,5 +157,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     rows = run_eval_benchmark(config_file=args.config_file, opts=model_opts(args), weights=args.weights, seed=args.seed,
                               size=args.size, vocabs=tuple(args.vocab or ("coco143",)), tasks=tuple(args.tasks),
-                              runs=args.runs, warmup=args.warmup, threads=args.threads, text_cache=args.text_cache)
+                              runs=args.runs, warmup=args.warmup, threads=args.threads, text_cache=args.text_cache,
+                              malloc=args.malloc, output_size=args.output_size)
     print(format_eval_rows(rows))

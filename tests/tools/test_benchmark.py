@@ -191,11 +191,12 @@ def test_command_line_prints_tables_for_eval_train_and_text(capsys):
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     common = ["--config-file", TINY, "--runs", "1", "--warmup", "0", "--threads", "1", "--malloc", "tuned"]
-    tool.main(["eval", *common, "--size", "64", "96", "--vocab", "coco80", "--text-cache", "", "--tasks", "instance"])
+    tool.main(["eval", *common, "--size", "64", "96", "--output-size", "50", "70", "--vocab", "coco80",
+               "--text-cache", "", "--tasks", "instance"])
     tool.main(["train", *common, "--size", "64", "--instances", "2", "--checkpoint", "text"])
     tool.main(["text", *common, "--vocab", "5"])
     out = capsys.readouterr().out
     for header in ("median s", "peak RSS GB", "threads / malloc", "load 1m"):
         assert len(re.findall(rf"\| {header} +\|", out)) == 3, header
-    assert "coco80 (80)" in out and "64×96" in out and "post-processing" in out and out.count("1 / tuned") == 3
+    assert "coco80 (80)" in out and "64×96 → 50×70" in out and "post-processing" in out and out.count("1 / tuned") == 3
     assert "backward" in out and "optimizer" in out and "5 (5)" in out
