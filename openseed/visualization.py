@@ -5,8 +5,9 @@
     save_png("out.png", side_by_side([truth, picture], ["ground truth", "prediction"]))
     plot_loss_curve("output/demo/train/metrics.json", "output/demo/loss_curve.png")
 
-Class `k` of a vocabulary is drawn with the same colour in every picture (the dataset's colours when given), so
-ground truth and prediction can be compared at a glance. Images are RGB uint8 H×W×3 throughout.
+Class `k` of a vocabulary has one colour (Detectron2's colour map, or the colours given), used for instances and
+stuff in every picture; Detectron2 jitters the colours of things in panoptic pictures, and every segment is labelled
+with its class name. Images are RGB uint8 H×W×3 throughout.
 """
 
 from __future__ import annotations

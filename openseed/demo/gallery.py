@@ -7,8 +7,8 @@
 | `box_only.png` | synthetic_boxes_val_masks | the 4 box-only classes | instance masks (never trained with masks) |
 | `zero_shot.png` | synthetic_zeroshot_val | the 4 unseen class names | instance masks |
 
-Each row of a grid is one image: ground truth left, prediction right (Detectron2's `Visualizer`; one colour per
-class, the same on both sides; instances scoring below `score_threshold` are not drawn).
+Each row of a grid is one image: ground truth left, prediction right (Detectron2's `Visualizer`, segments labelled
+with their class; predicted instances scoring below `score_threshold` are not drawn).
 """
 
 from __future__ import annotations

@@ -112,6 +112,9 @@ def write_metrics(path: Path, metrics: dict) -> None:
     """The flat metrics object as JSON, written atomically."""
     content = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False).encode("utf-8")
     atomic_write(path, lambda handle: handle.write(content))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # the temporary file of the atomic write is private; the result is not
 
 
 def child_environment(datasets_root: str, num_threads: int) -> dict[str, str]:
