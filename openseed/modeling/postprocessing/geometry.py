@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-
 BAND_FACTORS = (2, 4)  # mask-to-padded upsampling factors for which row bands are bit-identical (tested)
 
 
