@@ -84,7 +84,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.ENCODER.DROPOUT = 0.0
     cfg.MODEL.ENCODER.NUM_POINTS = 4
     cfg.MODEL.ENCODER.ACTIVATION_CHECKPOINT = False
-    cfg.MODEL.ENCODER.DEFORM_ATTN_IMPL = "pytorch"  # "pytorch" (reference) or another registered kernel
+    cfg.MODEL.ENCODER.DEFORM_ATTN_IMPL = "auto"  # "pytorch" (reference), "embedding_bag" (CPU), "auto": by device
 
     # Transformer decoder (spec §5-7)
     cfg.MODEL.DECODER = CN()

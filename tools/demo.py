@@ -23,6 +23,7 @@ from detectron2.utils.logger import setup_logger
 
 from openseed.demo.batch import list_inputs, predict_files
 from openseed.predictor import Predictor
+from openseed.utils.malloc import tune_malloc
 from openseed.vocabulary import Vocabulary
 
 TASKS = ("panoptic", "instance", "semantic", "detection")
@@ -58,6 +59,7 @@ def vocabulary_from_args(vocab: str, stuff: str) -> Vocabulary:
 
 def main(argv: list[str] | None = None) -> int:
     args = argument_parser().parse_args(argv)
+    tune_malloc()  # large tensors reuse heap memory (openseed.utils.malloc)
     logger = setup_logger(name="openseed", abbrev_name="op")
     vocabulary = vocabulary_from_args(args.vocab, args.stuff)
     files = list_inputs(args.input)

@@ -31,6 +31,7 @@ from openseed.data.registration.suites import SUITE_NAMES, suite_datasets
 from openseed.engine import TrainingCheckpointer, launch, setup
 from openseed.engine.trainer import check_datasets_registered
 from openseed.evaluation import evaluate, paper_model_for, write_summary
+from openseed.utils.malloc import tune_malloc
 
 logger = logging.getLogger("openseed")
 
@@ -68,6 +69,7 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 
 def main(args: argparse.Namespace) -> dict:
     """Evaluate in this process (one of `--num-gpus`); returns the metrics on the main process, {} elsewhere."""
+    tune_malloc()  # large tensors reuse heap memory (openseed.utils.malloc)
     cfg = setup(argparse.Namespace(config_file=args.config_file, opts=config_overrides(args), eval_only=True))
     register_custom_datasets(cfg)
     names = dataset_names(args.suite, args.datasets)

@@ -30,6 +30,7 @@ from openseed.data.synthetic import ensure_synthetic_datasets
 from openseed.demo import gallery, pipeline
 from openseed.demo.metrics import collect_metrics, summary_table
 from openseed.predictor import Predictor
+from openseed.utils.malloc import tune_malloc
 from openseed.visualization import plot_loss_curve
 
 TOOLS_DIR = Path(__file__).resolve().parent
@@ -56,6 +57,7 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     args = argument_parser().parse_args(argv)
+    tune_malloc()  # large tensors reuse heap memory (openseed.utils.malloc); the tools it runs do the same
     logger = setup_logger(name="openseed", abbrev_name="op")
     paths = pipeline.DemoPaths(Path(args.output).resolve())
     paths.output.mkdir(parents=True, exist_ok=True)

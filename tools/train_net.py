@@ -29,6 +29,7 @@ from openseed.engine import (
     setup,
 )
 from openseed.evaluation import evaluate, paper_model_for, write_summary
+from openseed.utils.malloc import tune_malloc
 
 
 def evaluate_test_datasets(model: torch.nn.Module, cfg, output_dir: str) -> dict:
@@ -37,6 +38,7 @@ def evaluate_test_datasets(model: torch.nn.Module, cfg, output_dir: str) -> dict
 
 
 def main(args) -> dict | None:
+    tune_malloc()  # in every worker process: large tensors reuse heap memory (openseed.utils.malloc)
     cfg = setup(args)
     register_custom_datasets(cfg)  # DATASETS.CUSTOM, in every process
     if args.eval_only:

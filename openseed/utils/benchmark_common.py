@@ -25,15 +25,11 @@ from unittest import mock
 import torch
 from torch import nn
 
+from .malloc import OPT_OUT_VARIABLE, tune_malloc
+
 PROC_STATUS = "/proc/self/status"
-# glibc malloc settings for CPU runs: large tensors come from a heap that is kept (not mmap'ed, page-faulted and
-# unmapped at every allocation); same numbers, typically 10-20 % less time, peak RSS about unchanged.
-TUNED_MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(1 << 32),
-    "MALLOC_TRIM_THRESHOLD_": str(1 << 36),
-    "MALLOC_TOP_PAD_": str(1 << 29),
-}
-MALLOC_SETTINGS = {"glibc": {}, "tuned": TUNED_MALLOC_ENV}
+PROC_CLEAR_REFS = "/proc/self/clear_refs"
+MALLOC_SETTINGS = ("tuned", "glibc")  # `OPENSEED_MALLOC` of the child: `openseed.utils.malloc.tune_malloc` or not
 
 
 def peak_rss_mb() -> float:
@@ -46,6 +42,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def reset_peak_rss() -> bool:
+    """Restart the peak-RSS count at the current RSS (Linux: "5" to /proc/self/clear_refs resets `VmHWM`).
+
+    Lets a case measure the peak of its timed phase alone, after a set-up phase (e.g. embedding a vocabulary that a
+    real evaluation reads from the disk cache). Returns False where the platform cannot reset it (the peak then
+    includes the set-up).
+    """
+    if not os.path.exists(PROC_CLEAR_REFS):
+        return False
+    with open(PROC_CLEAR_REFS, "w", encoding="ascii") as clear_refs:
+        clear_refs.write("5")
+    return True
+
+
 def load_average() -> float:
     """1-minute load average (0.0 where the platform has none)."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
@@ -53,9 +63,10 @@ def load_average() -> float:
 
 def _child_main(connection, target: Callable[..., dict], kwargs: dict, threads: int) -> None:
     try:
+        malloc_tuned = tune_malloc()
         torch.set_num_threads(threads)
         result = target(**kwargs)
-        result.update(peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads())
+        result.update(peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(), malloc_tuned=malloc_tuned)
         connection.send(("ok", result))
     except BaseException as error:  # noqa: BLE001 - reported to the parent with its traceback, then re-raised
         connection.send(("error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
@@ -78,11 +89,12 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def run_isolated(target: Callable[..., dict], kwargs: dict, *, threads: int, malloc: str = "glibc") -> dict:
+def run_isolated(target: Callable[..., dict], kwargs: dict, *, threads: int, malloc: str = "tuned") -> dict:
     """Run `target(**kwargs)` (a module-level function returning a dict) in a fresh spawned process.
 
-    `malloc` "tuned" starts the child with `TUNED_MALLOC_ENV` (read by glibc at process start), "glibc" without.
-    Returns its dict plus `peak_rss_mb` (the child's peak RSS), `threads` (torch intra-op threads) and `malloc`.
+    `malloc` "tuned" lets the child apply `openseed.utils.malloc.tune_malloc` first, as the tools do; "glibc" keeps
+    glibc's defaults (`OPENSEED_MALLOC=glibc`). Returns its dict plus `peak_rss_mb` (the child's peak RSS),
+    `threads` (torch intra-op threads), `malloc` and `malloc_tuned` (whether the settings took effect).
     A child killed by a signal (e.g. the OOM killer) gives `{"error": "killed by signal N", "malloc"}`; a Python
     error in the child is raised here as `RuntimeError` with the child's traceback.
     """
@@ -91,7 +103,7 @@ def run_isolated(target: Callable[..., dict], kwargs: dict, *, threads: int, mal
     process = context.Process(target=_child_main, args=(sender, target, kwargs, threads))
     if malloc not in MALLOC_SETTINGS:
         raise ValueError(f"malloc setting {malloc!r}: expected one of {sorted(MALLOC_SETTINGS)}")
-    with _environment(MALLOC_SETTINGS[malloc]):
+    with _environment({OPT_OUT_VARIABLE: malloc}):
         process.start()
     sender.close()
     message = None

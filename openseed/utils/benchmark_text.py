@@ -91,7 +91,7 @@ def text_case(*, config_file: str, opts: list[str], weights: str, seed: int, voc
 
 def run_text_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: str = "", seed: int = 0,
                        vocabs=("coco143",), mode: str = "eval", verify_names: int = 0, runs: int = 5,
-                       warmup: int = 1, threads: int = 2, malloc: str = "glibc") -> list[dict]:
+                       warmup: int = 1, threads: int = 2, malloc: str = "tuned") -> list[dict]:
     """One row per vocabulary, each measured in a fresh process."""
     rows = []
     for vocab in vocabs:

@@ -94,7 +94,7 @@ def train_case(*, config_file: str, opts: list[str], weights: str, seed: int, si
 
 def run_train_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: str = "", seed: int = 0,
                         size: int = 512, datasets=(), images: int = 1, instances: int = 10, checkpoints=((),),
-                        runs: int = 5, warmup: int = 1, threads: int = 2, malloc: str = "glibc") -> list[dict]:
+                        runs: int = 5, warmup: int = 1, threads: int = 2, malloc: str = "tuned") -> list[dict]:
     """One row per activation-checkpointing setting, each measured in a fresh process."""
     rows = []
     for checkpoint in checkpoints:

@@ -52,6 +52,8 @@ def test_swin_t_matches_official_backbone_outputs(refdata, backbone_features):
 
 def test_pixel_decoder_matches_official_outputs(refdata, backbone_features):
     cfg, shapes, features = backbone_features
+    cfg = cfg.clone()
+    cfg.MODEL.ENCODER.DEFORM_ATTN_IMPL = "pytorch"  # the reference kernel (the fast one: test_deform_attn_embedding_bag)
     decoder = OpenSeeDPixelDecoder(cfg, shapes).eval()
     decoder.load_state_dict(official_substate(refdata, "sem_seg_head.pixel_decoder."), strict=True)
     with torch.no_grad():

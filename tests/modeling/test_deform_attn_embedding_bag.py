@@ -84,6 +84,7 @@ def test_selectable_by_name_and_in_the_pixel_decoder():
     cfg.MODEL.ENCODER.TRANSFORMER_ENC_LAYERS = 2
     shapes = {f"res{i}": ShapeSpec(channels=8 * 2 ** (i - 2), stride=2 ** i) for i in range(2, 6)}
     torch.manual_seed(0)
+    cfg.MODEL.ENCODER.DEFORM_ATTN_IMPL = "pytorch"
     reference = OpenSeeDPixelDecoder(cfg, shapes).eval()
     cfg.MODEL.ENCODER.DEFORM_ATTN_IMPL = "embedding_bag"
     fast = OpenSeeDPixelDecoder(cfg, shapes).eval()
@@ -97,6 +98,16 @@ def test_selectable_by_name_and_in_the_pixel_decoder():
     torch.testing.assert_close(mask, ref_mask, rtol=1e-5, atol=1e-5)
     for level, ref_level in zip(levels, ref_levels):
         torch.testing.assert_close(level, ref_level, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_runs_the_embedding_bag_kernel_on_cpu():
+    value, locations, weights = random_inputs(torch.float32, seed=5)
+    auto = DEFORM_ATTN_KERNELS["auto"](value, torch.tensor(SHAPES), locations, weights)
+    fast = ms_deform_attn_core_embedding_bag(value, torch.tensor(SHAPES), locations, weights)
+    reference = ms_deform_attn_core_pytorch(value, torch.tensor(SHAPES), locations, weights)
+    assert torch.equal(auto, fast)
+    assert not torch.equal(auto, reference)  # rounding differs: the dispatch really chose the fast kernel
+    assert get_cfg().MODEL.ENCODER.DEFORM_ATTN_IMPL == "auto"
 
 
 @pytest.mark.slow

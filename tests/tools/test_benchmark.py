@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import platform
 import re
 import signal
 from pathlib import Path
@@ -96,7 +97,7 @@ def allocate(megabytes: int) -> dict:
 
 
 def malloc_environment() -> dict:
-    return {name: os.environ.get(name) for name in benchmark_common.TUNED_MALLOC_ENV}
+    return {"OPENSEED_MALLOC": os.environ.get("OPENSEED_MALLOC")}
 
 
 def die() -> dict:
@@ -113,10 +114,12 @@ def test_run_isolated_measures_the_child_peak_rss_and_reports_deaths():
     result = run_isolated(allocate, {"megabytes": 300}, threads=1)
     assert result["threads"] == 1 and result["sum"] == 300 * 1024 * 1024 // 4
     assert 300 <= result["peak_rss_mb"] - result["peak_before_mb"] < 400
-    assert run_isolated(die, {}, threads=1) == {"error": f"killed by signal {int(signal.SIGKILL)}", "malloc": "glibc"}
+    assert run_isolated(die, {}, threads=1) == {"error": f"killed by signal {int(signal.SIGKILL)}", "malloc": "tuned"}
     tuned = run_isolated(malloc_environment, {}, threads=1, malloc="tuned")
-    assert {k: tuned[k] for k in benchmark_common.TUNED_MALLOC_ENV} == benchmark_common.TUNED_MALLOC_ENV
-    assert not any(name in os.environ for name in benchmark_common.TUNED_MALLOC_ENV)  # parent left unchanged
+    assert tuned["OPENSEED_MALLOC"] == "tuned" and tuned["malloc_tuned"] == (platform.libc_ver()[0] == "glibc")
+    default = run_isolated(malloc_environment, {}, threads=1, malloc="glibc")
+    assert default["OPENSEED_MALLOC"] == "glibc" and default["malloc_tuned"] is False
+    assert os.environ.get("OPENSEED_MALLOC") is None  # parent left unchanged
     with pytest.raises(RuntimeError, match="broken benchmark case"):
         run_isolated(fail, {}, threads=1)
 
@@ -136,6 +139,15 @@ def test_vocabularies_and_synthetic_samples():
     assert torch.equal(synthetic_training_sample(64, 5, "seg", 3, seed=4)["image"], seg["image"])
 
 
+@pytest.mark.skipif(not os.path.exists(benchmark_common.PROC_CLEAR_REFS), reason="needs Linux /proc/self/clear_refs")
+def test_reset_peak_rss_forgets_a_freed_allocation():
+    block = torch.ones(300 * 2**20 // 4)  # 300 MiB, touched
+    peak_with_block = benchmark_common.peak_rss_mb()
+    del block
+    assert benchmark_common.reset_peak_rss()
+    assert benchmark_common.peak_rss_mb() < peak_with_block - 200
+
+
 def test_eval_case_on_the_tiny_model_fills_every_table_field():
     row = eval_case(config_file=TINY, opts=[], weights="", seed=0, size=(96, 128), vocab="coco143",
                     tasks=("panoptic", "instance", "semantic"), runs=2, warmup=0, text_cache="")
@@ -148,6 +160,7 @@ def test_eval_case_on_the_tiny_model_fills_every_table_field():
     assert row["counts"]["instances"] > 0
     table = format_eval_rows([row, {"vocab": "lvis", "error": "killed by signal 9", "malloc": "glibc"}])
     assert "peak RSS GB" in table and "coco143 (143)" in table and "96×128" in table
+    assert row["text_setup_s"] > 0 and row["text_setup_peak_rss_mb"] > 0 and "text setup s / GB" in table
     assert all(stage in table for stage in EVAL_STAGES) and "killed by signal 9" in table
 
 

@@ -9,7 +9,9 @@ Shapes (N batch, Lq queries, S = Σ_l H_l·W_l value tokens, M heads, D = d_mode
 
 `ms_deform_attn_core_pytorch` is the reference kernel: bilinear sampling with `F.grid_sample`
 (align_corners=False, zero padding outside the map), weighted sum over levels and points. Kernels are chosen by
-name (`DEFORM_ATTN_KERNELS`, config key `MODEL.ENCODER.DEFORM_ATTN_IMPL`); an unknown name is an error.
+name (`DEFORM_ATTN_KERNELS`, config key `MODEL.ENCODER.DEFORM_ATTN_IMPL`); an unknown name is an error. "auto"
+(the default) runs the embedding-bag kernel on CPU tensors, where it is about twice as fast and leaner, and the
+reference elsewhere (grid_sample is the fast path on CUDA).
 """
 
 from __future__ import annotations
@@ -50,9 +52,21 @@ def ms_deform_attn_core_pytorch(
     return output.transpose(1, 2).contiguous()
 
 
+def ms_deform_attn_core_auto(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """The embedding-bag kernel for CPU tensors, the reference kernel on other devices; same contract."""
+    kernel = ms_deform_attn_core_embedding_bag if value.device.type == "cpu" else ms_deform_attn_core_pytorch
+    return kernel(value, spatial_shapes, sampling_locations, attention_weights)
+
+
 DEFORM_ATTN_KERNELS: dict[str, Callable[..., torch.Tensor]] = {
     "pytorch": ms_deform_attn_core_pytorch,
     "embedding_bag": ms_deform_attn_core_embedding_bag,  # same numbers up to rounding, faster and leaner on CPU
+    "auto": ms_deform_attn_core_auto,
 }
 
 
