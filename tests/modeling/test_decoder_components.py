@@ -2,10 +2,12 @@
 
 import math
 
+import pytest
 import torch
 
 from openseed.modeling.decoder.deformable_decoder import MLP, box_sine_embedding, inverse_sigmoid
 from openseed.modeling.decoder.query_selection import (
+    best_class_logits,
     encoder_proposals,
     flatten_memory,
     select_top_tokens,
@@ -86,11 +88,27 @@ def test_anchor_sizes_double_per_level_until_invalid():
     assert not valid[0, 20:].any()  # 0.05 * 2^5 = 1.6 is outside (0.01, 0.99)
 
 
+@pytest.mark.parametrize("max_elements", [1, 7, 40, 1 << 22])
+def test_best_class_logits_in_chunks_equal_the_full_logits_max(max_elements):
+    gen = torch.Generator().manual_seed(0)
+    tokens, class_embed = torch.randn(2, 23, 6, generator=gen), torch.randn(6, 8, generator=gen)
+    text = torch.randn(5, 8, generator=gen)
+    scale = torch.tensor(2.5, requires_grad=True)
+
+    def similarity(visual, text):
+        return scale * (visual / visual.norm(dim=-1, keepdim=True)) @ text.t()
+
+    full = similarity(tokens @ class_embed, text).max(-1).values
+    scores = best_class_logits(tokens, class_embed, text, similarity, max_elements=max_elements)
+    assert scores.shape == (2, 23) and not scores.requires_grad
+    torch.testing.assert_close(scores, full.detach(), rtol=1e-6, atol=1e-6)
+
+
 def test_select_top_tokens_skips_invalid_tokens_and_gathers():
     tokens = torch.arange(12.0).view(1, 6, 2)
     boxes = torch.arange(24.0).view(1, 6, 4)
     logits = torch.tensor([[[0.0, 1.0], [5.0, 0.0], [9.0, 9.0], [2.0, 3.0], [0.5, 0.1], [4.0, -1.0]]])
     valid = torch.tensor([[True, True, False, True, True, True]])
-    selected = select_top_tokens(tokens, boxes, logits, valid, k=3)
+    selected = select_top_tokens(tokens, boxes, logits.max(-1).values, valid, k=3)
     assert torch.equal(selected.content[0], tokens[0, [1, 5, 3]])
     assert torch.equal(selected.boxes_unsigmoid[0], boxes[0, [1, 5, 3]])

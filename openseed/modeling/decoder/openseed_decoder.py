@@ -27,6 +27,7 @@ from openseed.modeling.decoder.deformable_decoder import MLP, DeformableTransfor
 from openseed.modeling.decoder.query_selection import (
     SelectedQueries,
     background_queries,
+    best_class_logits,
     encoder_proposals,
     flatten_memory,
     select_top_tokens,
@@ -145,9 +146,9 @@ class OpenSeeDDecoder(nn.Module):
         """Foreground (top-k encoder tokens) + background queries, un-detached; returns (queries, number of bg)."""
         masked_memory, proposals, valid = encoder_proposals(memory, spatial_shapes)
         tokens = self.enc_output_norm(self.enc_output(masked_memory))
-        token_logits = self.lang_encoder.similarity(tokens @ self.class_embed, text_embeddings)
+        token_scores = best_class_logits(tokens, self.class_embed, text_embeddings, self.lang_encoder.similarity)
         token_boxes = self._bbox_embed(tokens) + proposals
-        selected = select_top_tokens(tokens, token_boxes, token_logits, valid, num_foreground)
+        selected = select_top_tokens(tokens, token_boxes, token_scores, valid, num_foreground)
         if self.num_background_queries == 0:
             return selected, 0
         background = background_queries(self.query_feat.weight, self.query_embed.weight, memory.shape[0])

@@ -2,11 +2,15 @@
 
 Every token of the flattened encoder memory gets an anchor box; tokens are transformed (`enc_output` +
 `enc_output_norm`, owned by the predictor), scored against the vocabulary's text embeddings, and the top-k tokens by
-best class score become the foreground queries, with their refined anchors as initial boxes.
+best class score become the foreground queries, with their refined anchors as initial boxes. The best class score
+of every token is taken over chunks of tokens (`best_class_logits`), so the S×K logits of a large vocabulary
+(20k tokens × 1,203 LVIS names at 800×1216) never exist at once; the selection is not differentiable, so no graph is
+kept for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +18,7 @@ from torch import Tensor
 
 ANCHOR_BASE_SIZE = 0.05
 ANCHOR_VALID_RANGE = (0.01, 0.99)
+SCORE_CHUNK_ELEMENTS = 1 << 22  # token × class logits computed at once by `best_class_logits`
 
 
 def flatten_memory(multi_scale_features: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -67,16 +72,39 @@ class SelectedQueries:
     boxes_unsigmoid: Tensor
 
 
-def select_top_tokens(tokens: Tensor, token_boxes_unsigmoid: Tensor, token_logits: Tensor, valid: Tensor,
+@torch.no_grad()
+def best_class_logits(tokens: Tensor, class_embed: Tensor, text_embeddings: Tensor,
+                      similarity: Callable[[Tensor, Tensor], Tensor],
+                      max_elements: int = SCORE_CHUNK_ELEMENTS) -> Tensor:
+    """Best class logit of every token, without gradient.
+
+    Args:
+        tokens: B×S×C transformed memory; class_embed: C×D projection to the text space.
+        text_embeddings: K×D.
+        similarity: (B×s×D, K×D) -> B×s×K class logits (`LanguageEncoder.similarity`, row-wise).
+        max_elements: tokens are scored in chunks of at most this many B·s·K logits.
+    Returns:
+        B×S scores, max over the K classes.
+    """
+    projected_tokens = tokens @ class_embed
+    batch, num_tokens, _ = projected_tokens.shape
+    rows = max(1, max_elements // max(1, batch * len(text_embeddings)))
+    chunks = [similarity(projected_tokens[:, start : start + rows], text_embeddings).max(-1).values
+              for start in range(0, num_tokens, rows)]
+    return torch.cat(chunks, dim=1)
+
+
+def select_top_tokens(tokens: Tensor, token_boxes_unsigmoid: Tensor, token_scores: Tensor, valid: Tensor,
                       k: int) -> SelectedQueries:
     """Pick the k tokens with the highest best-class logit (invalid tokens score -inf).
 
     Args:
-        tokens: B×S×C transformed memory; token_boxes_unsigmoid: B×S×4; token_logits: B×S×K; valid: B×S.
+        tokens: B×S×C transformed memory; token_boxes_unsigmoid: B×S×4; token_scores: B×S best class logits
+        (`best_class_logits`); valid: B×S.
     """
     if k > tokens.shape[1]:
         raise ValueError(f"cannot select {k} queries from {tokens.shape[1]} encoder tokens; the input is too small")
-    scores = token_logits.masked_fill(~valid[..., None], float("-inf")).max(-1).values
+    scores = token_scores.masked_fill(~valid, float("-inf"))
     indices = torch.topk(scores, k, dim=1).indices
     content = torch.gather(tokens, 1, indices[..., None].expand(-1, -1, tokens.shape[-1]))
     boxes = torch.gather(token_boxes_unsigmoid, 1, indices[..., None].expand(-1, -1, 4))
