@@ -19,6 +19,7 @@ from .common import (
     read_vocab_file,
     register,
     register_class_resolver,
+    register_sem_seg_folder,
     set_class_metadata,
 )
 
@@ -101,17 +102,7 @@ def register_ade20k(root: str) -> None:
             **instance_meta,
         )
         name = f"ade20k_sem_seg_{split}"
-        register(
-            name,
-            lambda n=name, r=image_root, g=sem_seg_root: load_sem_seg_folder(n, r, g),
-            tasks=("semantic",),
-            evaluator_type="sem_seg",
-            expected_num_classes=150,
-            ignore_label=255,
-            image_root=image_root,
-            sem_seg_root=sem_seg_root,
-            stuff_classes=panoptic_meta["stuff_classes"],
-        )
+        register_sem_seg_folder(name, image_root, sem_seg_root, panoptic_meta["stuff_classes"])
         name = f"ade20k_full_sem_seg_{split}"
         full_images = os.path.join(full, "images_detectron2", dirname)
         full_labels = os.path.join(full, "annotations_detectron2", dirname)

@@ -14,7 +14,7 @@ import os
 
 from .cityscapes import cityscapes_metadata
 from .coco import load_coco_panoptic
-from .common import load_sem_seg_folder, read_vocab_file, register
+from .common import read_vocab_file, register, register_sem_seg_folder
 
 BDD_SPLITS = ("train", "val")
 
@@ -37,17 +37,7 @@ def register_bdd(root: str) -> None:
         image_root = os.path.join(bdd, "images", "10k", split)
         sem_root = os.path.join(bdd, "labels", "sem_seg", "masks", split)
         name = f"bdd10k_{split}_sem_seg"
-        register(
-            name,
-            lambda n=name, i=image_root, g=sem_root: load_sem_seg_folder(n, i, g),
-            tasks=("semantic",),
-            evaluator_type="sem_seg",
-            expected_num_classes=19,
-            ignore_label=255,
-            image_root=image_root,
-            sem_seg_root=sem_root,
-            stuff_classes=cityscapes_metadata()["names"],
-        )
+        register_sem_seg_folder(name, image_root, sem_root, cityscapes_metadata()["names"])
         panoptic = {
             "json_file": os.path.join(bdd, "labels", "pan_seg", "meta", f"coco_{split}.json"),
             "image_root": image_root,

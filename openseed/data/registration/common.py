@@ -141,3 +141,18 @@ def read_class_list(dataset_name: str, path: str, expected: int) -> list[str]:
     if len(names) != expected:
         raise ValueError(f"dataset {dataset_name!r}: {path} lists {len(names)} classes, expected {expected}")
     return names
+
+
+def register_sem_seg_folder(name: str, image_root: str, sem_seg_root: str, stuff_classes: list[str]) -> None:
+    """Register a semantic-segmentation dataset of image / label-png pairs (ignore label 255), one class per name."""
+    register(
+        name,
+        lambda: load_sem_seg_folder(name, image_root, sem_seg_root),
+        tasks=("semantic",),
+        evaluator_type="sem_seg",
+        expected_num_classes=len(stuff_classes),
+        ignore_label=255,
+        image_root=image_root,
+        sem_seg_root=sem_seg_root,
+        stuff_classes=list(stuff_classes),
+    )

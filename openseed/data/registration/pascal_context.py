@@ -17,6 +17,7 @@ from .common import (
     read_vocab_file,
     register,
     register_class_resolver,
+    register_sem_seg_folder,
     set_class_metadata,
 )
 
@@ -37,17 +38,7 @@ def register_pascal_context(root: str) -> None:
         image_root = os.path.join(base, "images", dirname)
         gt_59 = os.path.join(base, "annotations_ctx59", dirname)
         name = f"pascal_context_59_sem_seg_{split}"
-        register(
-            name,
-            lambda n=name, i=image_root, g=gt_59: load_sem_seg_folder(n, i, g),
-            tasks=("semantic",),
-            evaluator_type="sem_seg",
-            expected_num_classes=59,
-            ignore_label=255,
-            image_root=image_root,
-            sem_seg_root=gt_59,
-            stuff_classes=classes_59,
-        )
+        register_sem_seg_folder(name, image_root, gt_59, classes_59)
         gt_459 = os.path.join(base, "annotations_ctx459", dirname)
         name = f"pascal_context_459_sem_seg_{split}"
         register(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .common import load_sem_seg_folder, register
+from .common import register_sem_seg_folder
 from .scannet import nyu40_names
 
 SUNRGBD_SPLITS = {"sunrgbd_37_val_seg": "test"}
@@ -20,14 +20,4 @@ def register_sunrgbd(root: str) -> None:
     for name, split in SUNRGBD_SPLITS.items():
         image_root = os.path.join(base, "image", split)
         label_root = os.path.join(base, "label37_detectron2", split)
-        register(
-            name,
-            lambda n=name, i=image_root, g=label_root: load_sem_seg_folder(n, i, g),
-            tasks=("semantic",),
-            evaluator_type="sem_seg",
-            expected_num_classes=37,
-            ignore_label=255,
-            image_root=image_root,
-            sem_seg_root=label_root,
-            stuff_classes=nyu40_names()[:37],
-        )
+        register_sem_seg_folder(name, image_root, label_root, nyu40_names()[:37])
