@@ -10,7 +10,9 @@ Suites: see `openseed.data.registration.suites` (coco, ade20k, ade20k_full, lvis
 cityscapes, bdd, scannet, sunrgbd, pascal_context, objects365, zeroshot, synthetic). Each dataset is evaluated with
 its frozen protocol (`openseed.evaluation.protocols`); `DIR/<dataset>/results.json` holds its metrics and datasets
 already evaluated with the same protocol and weights are re-used unless `--force`. At the end the markdown summary
-(paper numbers in parentheses) is printed and written to `DIR/summary.md` / `DIR/summary.json`.
+(paper numbers in parentheses) is printed and written to `DIR/summary.md` / `DIR/summary.json`. Text embeddings of
+each vocabulary are cached in `DIR/text_cache` (keyed by the text-encoder weights and the names) unless the config
+sets `MODEL.TEXT.CACHE_DIR`, so evaluating the same weights again does not re-encode the prompts.
 `--num-gpus N` runs N processes (NCCL on CUDA, gloo on CPU). Trailing `KEY VALUE` pairs override the config; put
 them after an option that takes one value (e.g. `--output DIR MODEL.DEVICE cuda`), not after `--suite`/`--datasets`.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 import torch
 from detectron2.modeling import build_model
@@ -34,6 +37,7 @@ from openseed.evaluation import evaluate, paper_model_for, write_summary
 from openseed.utils.malloc import tune_malloc
 
 logger = logging.getLogger("openseed")
+TEXT_CACHE_SUBDIR = "text_cache"
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -63,8 +67,13 @@ def dataset_names(suites: list[str], datasets: list[str]) -> list[str]:
 
 
 def config_overrides(args: argparse.Namespace) -> list[str]:
+    """Command-line `KEY VALUE`s, the output folder, the weights, and a disk cache for the vocabularies' text
+    embeddings in `DIR/text_cache` unless the config names one (`MODEL.TEXT.CACHE_DIR`)."""
     overrides = list(args.opts) + ["OUTPUT_DIR", args.output]
-    return overrides + (["MODEL.WEIGHTS", args.weights] if args.weights else [])
+    overrides += ["MODEL.WEIGHTS", args.weights] if args.weights else []
+    if not setup_cfg(args.config_file or None, overrides).MODEL.TEXT.CACHE_DIR:
+        overrides += ["MODEL.TEXT.CACHE_DIR", os.path.join(args.output, TEXT_CACHE_SUBDIR)]
+    return overrides
 
 
 def main(args: argparse.Namespace) -> dict:

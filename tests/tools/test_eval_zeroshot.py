@@ -75,6 +75,7 @@ def test_synthetic_suite_end_to_end_and_reuse(setup, first_run):
     summary = json.loads((output / "summary.json").read_text())
     assert [row["name"] for row in summary["rows"]] == list(SYNTHETIC)
     assert summary["markdown"] in first.stdout
+    assert any((output / "text_cache").iterdir())  # the vocabularies' embeddings, for the next evaluation
     stored = results_of(output)
     assert set(stored["synthetic_panoptic_val"]) == {"panoptic_seg", "bbox", "segm", "sem_seg"}
     assert set(stored["synthetic_odinw_val"]) == {"bbox"}
@@ -113,7 +114,11 @@ def test_dataset_selection_and_arguments():
     parser = tool.argument_parser()
     args = parser.parse_args(["--suite", "lvis", "odinw13", "--output", "out", "MODEL.DEVICE", "cpu"])
     assert args.suite == ["lvis", "odinw13"] and args.opts == ["MODEL.DEVICE", "cpu"]
-    assert tool.config_overrides(args) == ["MODEL.DEVICE", "cpu", "OUTPUT_DIR", "out"]
+    assert tool.config_overrides(args) == ["MODEL.DEVICE", "cpu", "OUTPUT_DIR", "out",
+                                           "MODEL.TEXT.CACHE_DIR", os.path.join("out", "text_cache")]
+    args = parser.parse_args(["--weights", "w.pth", "--output", "out", "MODEL.TEXT.CACHE_DIR", "/cache"])
+    assert tool.config_overrides(args) == ["MODEL.TEXT.CACHE_DIR", "/cache", "OUTPUT_DIR", "out",
+                                           "MODEL.WEIGHTS", "w.pth"]
     with pytest.raises(SystemExit):
         parser.parse_args(["--suite", "no_such_suite", "--output", "out"])
 
