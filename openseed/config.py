@@ -27,6 +27,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.DIM_PROJ = 512
     cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS = False  # True when some parameters get no gradient in an iteration
     cfg.MODEL.BACKBONE.NAME = "D2SwinTransformer"
+    cfg.MODEL.BACKBONE.INIT_WEIGHTS = ""  # ImageNet classification checkpoint loaded into the backbone before training
 
     # Swin backbone (spec §2)
     cfg.MODEL.SWIN = CN()

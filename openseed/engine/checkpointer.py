@@ -8,13 +8,16 @@ containers only. `last_checkpoint` names the newest complete file; it is replace
 so a run killed at any moment resumes from the last complete checkpoint.
 
 Loading is strict: a checkpoint whose keys or shapes differ from the model raises `CheckpointMismatchError` naming the
-parameters (no silent partial loads; convert official files with tools/convert_official_ckpt.py first).
+parameters (no silent partial loads; convert official files with tools/convert_official_checkpoint.py first).
+Two partial initialisations are explicit and checked: the text encoder (`MODEL.TEXT.INIT_WEIGHTS`) and the backbone
+from an ImageNet classification checkpoint (`MODEL.BACKBONE.INIT_WEIGHTS`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 
 from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
@@ -24,6 +27,12 @@ from openseed.checkpoint.io import atomic_write, load_checkpoint, save_checkpoin
 logger = logging.getLogger(__name__)
 
 TEXT_ENCODER_PATH = "sem_seg_head.predictor.lang_encoder"
+BACKBONE_PATH = "backbone"
+# In an ImageNet classification checkpoint but not in the detection backbone: the classifier, its final norm, and
+# the shifted-window attention masks (recomputed by the model for every input size).
+CLASSIFICATION_ONLY_KEYS = re.compile(r"^(head\.|norm\.)|\.attn_mask$")
+# In the detection backbone but not in a classification checkpoint: the per-level output norms (`norm0`..`norm3`).
+DETECTION_ONLY_KEYS = re.compile(r"^norm\d+\.")
 _MAX_LISTED = 20
 
 
@@ -55,7 +64,8 @@ def check_state_dict_fits(model_state: dict, checkpoint_state: dict, source: str
     if problems:
         raise CheckpointMismatchError(
             f"checkpoint {source} does not match the model architecture:\n  " + "\n  ".join(problems)
-            + "\n(official checkpoints must first be converted with tools/convert_official_ckpt.py)"
+            + "\n(official checkpoints must first be converted with tools/convert_official_checkpoint.py; an ImageNet "
+            "backbone checkpoint goes to MODEL.BACKBONE.INIT_WEIGHTS, a text-encoder one to MODEL.TEXT.INIT_WEIGHTS)"
         )
 
 
@@ -125,3 +135,26 @@ def load_text_encoder_weights(model: nn.Module, path: str) -> None:
     check_state_dict_fits(text_encoder.state_dict(), state, f"{path} (MODEL.TEXT.INIT_WEIGHTS)")
     text_encoder.load_state_dict(state, strict=True)
     logger.info(f"Loaded the text encoder from {path}")
+
+
+def load_backbone_weights(model: nn.Module, path: str) -> None:
+    """Initialise `model.backbone` from an ImageNet classification checkpoint (MODEL.BACKBONE.INIT_WEIGHTS).
+
+    The file is the official Swin release (`{"model": state_dict}`, e.g. swin_tiny_patch4_window7_224.pth) or any
+    state dict with the backbone's keys, bare or under `backbone.`. Classification-only keys (`CLASSIFICATION_ONLY_KEYS`)
+    are dropped and the detection-only output norms keep their initialisation, both logged; every other backbone
+    tensor must be present with its shape (else `CheckpointMismatchError`, e.g. a window size that differs).
+    """
+    backbone = model.get_submodule(BACKBONE_PATH)
+    state = _model_state(read_checkpoint(path))
+    prefix = BACKBONE_PATH + "."
+    if any(key.startswith(prefix) for key in state):
+        state = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+    dropped = sorted(key for key in state if CLASSIFICATION_ONLY_KEYS.search(key))
+    state = {key: value for key, value in state.items() if key not in dropped}
+    own = backbone.state_dict()
+    kept = {key: value for key, value in own.items() if key not in state and DETECTION_ONLY_KEYS.match(key)}
+    check_state_dict_fits(own, {**kept, **state}, f"{path} (MODEL.BACKBONE.INIT_WEIGHTS)")
+    backbone.load_state_dict({**kept, **state}, strict=True)
+    logger.info(f"Loaded the backbone from {path}: {len(state)} tensors; dropped {len(dropped)} classification-only "
+                f"({_listed(dropped)}); newly initialised: {_listed(sorted(kept)) or 'none'}")

@@ -8,7 +8,7 @@ Construction builds the model (on `MODEL.DEVICE`), the optimizer (`optimizer.py`
 the LR schedule (Detectron2's `build_lr_scheduler`, WarmupMultiStepLR by default), the checkpointer and the hooks.
 `resume_or_load` either resumes from the last complete checkpoint in `OUTPUT_DIR` (model, optimizer, scheduler,
 grad scaler, iteration, RNG states of every rank; the data loader restarts at the next batch) or loads the initial
-weights `MODEL.WEIGHTS` and `MODEL.TEXT.INIT_WEIGHTS`. The train loader is built afterwards, for the start
+weights `MODEL.WEIGHTS`, `MODEL.BACKBONE.INIT_WEIGHTS` and `MODEL.TEXT.INIT_WEIGHTS`. The train loader is built afterwards, for the start
 iteration, so that a resumed run sees exactly the batches of the uninterrupted one.
 """
 
@@ -29,7 +29,7 @@ from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
 from openseed.data import build_joint_train_loader
-from openseed.engine.checkpointer import TrainingCheckpointer, load_text_encoder_weights
+from openseed.engine.checkpointer import TrainingCheckpointer, load_backbone_weights, load_text_encoder_weights
 from openseed.engine.hooks import ParameterSyncCheck, PeriodicCheckpointer, PeriodicEvaluation
 from openseed.engine.optimizer import build_optimizer
 from openseed.engine.rng_state import restore_rng_state
@@ -151,9 +151,12 @@ class OpenSeeDTrainer(TrainerBase):
             self._restore_rng_states(self._rng_states)
 
     def load_initial_weights(self) -> None:
-        """`MODEL.WEIGHTS` (whole model, strict) then `MODEL.TEXT.INIT_WEIGHTS` (text encoder only)."""
+        """`MODEL.WEIGHTS` (whole model, strict), then `MODEL.BACKBONE.INIT_WEIGHTS` (ImageNet backbone) and
+        `MODEL.TEXT.INIT_WEIGHTS` (text encoder only)."""
         if self.cfg.MODEL.WEIGHTS:
             self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
+        if self.cfg.MODEL.BACKBONE.INIT_WEIGHTS:
+            load_backbone_weights(self.model_without_ddp, self.cfg.MODEL.BACKBONE.INIT_WEIGHTS)
         if self.cfg.MODEL.TEXT.INIT_WEIGHTS:
             load_text_encoder_weights(self.model_without_ddp, self.cfg.MODEL.TEXT.INIT_WEIGHTS)
 

@@ -8,8 +8,15 @@ import torch
 from torch import nn
 
 from openseed.checkpoint.io import load_checkpoint, save_checkpoint
-from openseed.engine.checkpointer import CheckpointMismatchError, TrainingCheckpointer, load_text_encoder_weights
+from openseed.config import get_cfg
+from openseed.engine.checkpointer import (
+    CheckpointMismatchError,
+    TrainingCheckpointer,
+    load_backbone_weights,
+    load_text_encoder_weights,
+)
 from openseed.engine.rng_state import capture_rng_state, preserved_rng_state, restore_rng_state
+from openseed.modeling.backbone import D2SwinTransformer
 
 CPU = torch.device("cpu")
 
@@ -89,6 +96,60 @@ def test_text_encoder_weights_only_touch_the_text_encoder(tmp_path):
     save_checkpoint(TextEncoder(context=18).state_dict(), tmp_path / "context18.pth")
     with pytest.raises(CheckpointMismatchError, match=r"positional_embedding \(checkpoint \(18, 6\), model \(7, 6\)\)"):
         load_text_encoder_weights(model, str(tmp_path / "context18.pth"))
+
+
+class SwinDetector(nn.Module):
+    """A small Swin backbone (window `window`) beside a head that backbone initialisation must not touch."""
+
+    def __init__(self, window: int = 7):
+        super().__init__()
+        cfg = get_cfg()
+        cfg.MODEL.SWIN.EMBED_DIM, cfg.MODEL.SWIN.DEPTHS, cfg.MODEL.SWIN.NUM_HEADS = 16, [2, 2, 2, 2], [1, 1, 2, 2]
+        cfg.MODEL.SWIN.WINDOW_SIZE = window
+        self.backbone = D2SwinTransformer(cfg)
+        self.head = nn.Linear(4, 4)
+
+
+def imagenet_checkpoint(source: SwinDetector) -> dict:
+    """The official Swin classification release layout: no output norms; final norm, classifier and attn masks."""
+    state = {k: v for k, v in source.backbone.state_dict().items() if not k.startswith(("norm0", "norm1", "norm2",
+                                                                                         "norm3"))}
+    state.update({"norm.weight": torch.ones(128), "norm.bias": torch.zeros(128), "head.weight": torch.zeros(1000, 128),
+                  "head.bias": torch.zeros(1000), "layers.0.blocks.1.attn_mask": torch.zeros(4, 49, 49)})
+    return {"model": state}
+
+
+def test_backbone_initialisation_from_an_imagenet_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    source, model = SwinDetector(), SwinDetector()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    save_checkpoint(imagenet_checkpoint(source), tmp_path / "swin_imagenet.pth")
+    load_backbone_weights(model, str(tmp_path / "swin_imagenet.pth"))
+    loaded = 0
+    for name, value in model.backbone.state_dict().items():
+        if name.startswith(("norm0", "norm1", "norm2", "norm3")):
+            assert torch.equal(value, before[f"backbone.{name}"]), name  # detection-only: own initialisation
+        else:
+            assert torch.equal(value, source.backbone.state_dict()[name]), name
+            loaded += not torch.equal(value, before[f"backbone.{name}"])
+    assert loaded >= 40  # random weights differ; norms, zero biases and index buffers are equal by construction
+    assert torch.equal(model.head.weight, before["head.weight"])
+
+    save_checkpoint({"model": source.state_dict()}, tmp_path / "detector.pth")  # a whole detector: `backbone.` keys
+    load_backbone_weights(model, str(tmp_path / "detector.pth"))
+    assert torch.equal(model.backbone.norm0.weight, source.backbone.norm0.weight)
+
+
+def test_backbone_initialisation_refuses_other_windows_and_missing_tensors(tmp_path):
+    model = SwinDetector()
+    save_checkpoint(imagenet_checkpoint(SwinDetector(window=12)), tmp_path / "window12.pth")
+    with pytest.raises(CheckpointMismatchError, match=r"relative_position_bias_table \(checkpoint \(529, 1\)"):
+        load_backbone_weights(model, str(tmp_path / "window12.pth"))
+    checkpoint = imagenet_checkpoint(SwinDetector())
+    del checkpoint["model"]["patch_embed.proj.weight"]
+    save_checkpoint(checkpoint, tmp_path / "incomplete.pth")
+    with pytest.raises(CheckpointMismatchError, match="missing from the checkpoint: patch_embed.proj.weight"):
+        load_backbone_weights(model, str(tmp_path / "incomplete.pth"))
 
 
 def _draw():

@@ -9,7 +9,7 @@ import torch
 from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
-from openseed.checkpoint.io import load_checkpoint
+from openseed.checkpoint.io import load_checkpoint, save_checkpoint
 from openseed.engine.trainer import OpenSeeDTrainer
 from tests.engine.engine_standins import DATASETS, StandInModel, StandInTrainer, standin_config
 
@@ -154,3 +154,17 @@ def test_train_before_resume_or_load_is_an_error(tmp_path):
     trainer = StandInTrainer(standin_config(tmp_path, 2, 0))
     with pytest.raises(RuntimeError, match="resume_or_load"):
         trainer.train()
+
+
+def test_backbone_init_weights_are_loaded_before_training(tmp_path):
+    weight, bias = torch.full((8, 4), 0.25), torch.arange(8.0)
+    save_checkpoint({"model": {"weight": weight, "bias": bias, "head.weight": torch.zeros(1000, 8)}},
+                    tmp_path / "imagenet.pth")
+    cfg = standin_config(tmp_path, max_iter=2, checkpoint_period=0)
+    cfg.defrost()
+    cfg.MODEL.BACKBONE.INIT_WEIGHTS = str(tmp_path / "imagenet.pth")
+    trainer = StandInTrainer(cfg)
+    head_before = trainer.model.head.weight.detach().clone()
+    trainer.resume_or_load(resume=False)
+    assert torch.equal(trainer.model.backbone.weight, weight) and torch.equal(trainer.model.backbone.bias, bias)
+    assert torch.equal(trainer.model.head.weight, head_before)
