@@ -1,5 +1,6 @@
-"""The memory-saving training path (activation checkpointing of backbone, pixel decoder and text encoder) gives the
-same losses and gradients as the plain one, for a whole joint training step with drop path and conditioned queries."""
+"""The memory-saving and fast training paths (activation checkpointing of backbone, pixel decoder and text encoder;
+the embedding-bag deformable-attention kernel) give the same losses and gradients as the plain reference one, for a
+whole joint training step with drop path and conditioned queries."""
 
 import torch
 from detectron2.modeling import build_model
@@ -16,8 +17,8 @@ NARROW_SWIN = ["MODEL.BACKBONE.NAME", "D2SwinTransformer", "MODEL.SWIN.EMBED_DIM
 VOCAB = Vocabulary.from_names(["cat", "dog", "car", "bus", "cup"], ["sky", "grass"])
 
 
-def _losses_and_grads(parts, state=None):
-    cfg = setup_cfg(TINY, NARROW_SWIN + checkpoint_opts(parts))
+def _losses_and_grads(parts, state=None, kernel="pytorch"):
+    cfg = setup_cfg(TINY, NARROW_SWIN + checkpoint_opts(parts) + ["MODEL.ENCODER.DEFORM_ATTN_IMPL", kernel])
     torch.manual_seed(0)
     model = build_model(cfg).train()
     if state is not None:
@@ -46,3 +47,16 @@ def test_checkpointed_training_step_equals_plain_step():
     assert any(name.startswith("backbone.") for name in grads) and any("lang_encoder" in n for n in grads)
     for name, grad in plain_grads.items():
         torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_embedding_bag_kernel_training_step_equals_reference_step():
+    reference, reference_losses, reference_grads = _losses_and_grads(())
+    fast, losses, grads = _losses_and_grads((), reference.state_dict(), kernel="embedding_bag")
+    assert fast.sem_seg_head.pixel_decoder.transformer.encoder.layers[0].self_attn.impl == "embedding_bag"
+    assert losses.keys() == reference_losses.keys()
+    for key, value in reference_losses.items():
+        torch.testing.assert_close(losses[key], value, rtol=1e-5, atol=1e-5, msg=key)
+    assert grads.keys() == reference_grads.keys()
+    for name, grad in reference_grads.items():  # summation order differs: compare to the gradient's magnitude
+        scale = max(grad.abs().max().item(), 1e-3)
+        assert (grads[name] - grad).abs().max().item() <= 1e-5 * scale, name
