@@ -199,6 +199,9 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.SOLVER.IMS_PER_BATCH = 16
     cfg.TEST.EVAL_PERIOD = 5000
     cfg.TEST.IMS_PER_GPU = 1  # evaluation images per batch and process (1: no padding between images)
+    cfg.TEST.AMP = CN()  # evaluation under autocast on CUDA, as the official evaluation ran (float16)
+    cfg.TEST.AMP.ENABLED = False  # off: float32, the path tested for parity with the official outputs
+    cfg.TEST.AMP.DTYPE = "float16"
 
     # Logging
     cfg.WANDB = CN()

@@ -24,21 +24,6 @@ from openseed.engine.optimizer import clip_full_model_gradients
 
 logger = logging.getLogger(__name__)
 
-AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def amp_dtype_from_config(cfg) -> torch.dtype | None:
-    """The autocast dtype of `SOLVER.AMP`, or None when AMP is off or the device is not CUDA (CPU runs in fp32)."""
-    if not cfg.SOLVER.AMP.ENABLED:
-        return None
-    if cfg.SOLVER.AMP.DTYPE not in AMP_DTYPES:
-        raise ValueError(f"SOLVER.AMP.DTYPE={cfg.SOLVER.AMP.DTYPE!r}: expected one of {sorted(AMP_DTYPES)}")
-    if torch.device(cfg.MODEL.DEVICE).type != "cuda":
-        logger.info(f"SOLVER.AMP.ENABLED is ignored on MODEL.DEVICE={cfg.MODEL.DEVICE!r}: training in float32")
-        return None
-    return AMP_DTYPES[cfg.SOLVER.AMP.DTYPE]
-
-
 def dataset_loss_sums(loss_values: dict[str, float]) -> dict[str, float]:
     """`{"coco.loss_a": 1, "coco.loss_b": 2, "o365.loss_a": 3}` -> `{"coco.total_loss": 3, "o365.total_loss": 3}`."""
     sums: dict[str, float] = defaultdict(float)

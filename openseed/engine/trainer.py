@@ -33,8 +33,9 @@ from openseed.engine.checkpointer import TrainingCheckpointer, load_backbone_wei
 from openseed.engine.hooks import ParameterSyncCheck, PeriodicCheckpointer, PeriodicEvaluation
 from openseed.engine.optimizer import build_optimizer
 from openseed.engine.rng_state import restore_rng_state
-from openseed.engine.step import JointStepTrainer, amp_dtype_from_config
+from openseed.engine.step import JointStepTrainer
 from openseed.engine.writers import build_writers
+from openseed.utils.amp import autocast_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class OpenSeeDTrainer(TrainerBase):
             None,
             optimizer,
             device=self.device,
-            amp_dtype=amp_dtype_from_config(cfg),
+            amp_dtype=autocast_dtype(cfg, "SOLVER"),
             clip_max_norm=clip.CLIP_VALUE if clip.ENABLED and clip.CLIP_VALUE > 0 else None,
             clip_norm_type=clip.NORM_TYPE,
         )

@@ -4,7 +4,8 @@ Per dataset (in order): load its dicts (a missing file raises `DatasetFilesMissi
 from the metadata (`Vocabulary.from_metadata` on `resolve_metadata`, class names read from the dataset's files where
 needed), build its protocol (`protocols.protocol_for`) and evaluators (`evaluators.build_evaluator`), resize with the
 protocol's test mapper and run Detectron2's `inference_on_dataset` on `model.bind(vocabulary, tasks)` (the model
-embeds a vocabulary once and caches it; detection-only datasets ask for `("detection",)`, so no masks are computed).
+embeds a vocabulary once and caches it; detection-only datasets ask for `("detection",)`, so no masks are computed),
+under autocast when `TEST.AMP` asks for it on CUDA.
 
 Files under `output_dir/<dataset>/`: `results.json` (metrics, protocol, weights, image count) plus the evaluators'
 own dumps. A dataset whose `results.json` exists with the same protocol and weights is not evaluated again unless
@@ -22,6 +23,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+import torch
 from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
@@ -32,6 +34,7 @@ from tqdm import tqdm
 from openseed.checkpoint.io import atomic_write
 from openseed.data.mappers.test_mapper import TestMapper
 from openseed.data.registration.common import resolve_metadata
+from openseed.utils.amp import autocast_dtype
 from openseed.vocabulary import Vocabulary
 
 from .evaluators import build_evaluator, check_evaluable
@@ -110,7 +113,9 @@ def evaluate_dataset(model, cfg, protocol: DatasetProtocol, output_dir: str) -> 
     bound = model.bind(vocabulary, protocol.tasks)
     if isinstance(bound, nn.Module) and isinstance(model, nn.Module):
         bound.train(model.training)  # inference_on_dataset restores this mode afterwards
-    metrics = inference_on_dataset(bound, ProgressLoader(loader, name, comm.is_main_process()), evaluator)
+    amp_dtype = autocast_dtype(cfg, "TEST")
+    with torch.autocast(torch.device(cfg.MODEL.DEVICE).type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        metrics = inference_on_dataset(bound, ProgressLoader(loader, name, comm.is_main_process()), evaluator)
     return dict(metrics or {}), len(records)
 
 

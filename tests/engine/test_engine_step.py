@@ -7,7 +7,8 @@ from torch import nn
 
 from openseed.config import get_cfg
 from openseed.engine.launch import backend_for_device
-from openseed.engine.step import JointStepTrainer, amp_dtype_from_config, dataset_loss_sums
+from openseed.engine.step import JointStepTrainer, dataset_loss_sums
+from openseed.utils.amp import autocast_dtype
 
 CPU = torch.device("cpu")
 
@@ -55,17 +56,20 @@ def test_dataset_loss_sums():
     assert sums == {"coco.total_loss": 3.0, "o365.total_loss": 0.5}
 
 
-def test_amp_is_disabled_cleanly_on_cpu_and_checked():
+@pytest.mark.parametrize("section", ["SOLVER", "TEST"])
+def test_amp_is_disabled_cleanly_on_cpu_and_checked(section):
     cfg = get_cfg()
-    cfg.SOLVER.AMP.ENABLED = True
+    assert autocast_dtype(cfg, section) is None  # off by default
+    getattr(cfg, section).AMP.ENABLED = True
     cfg.MODEL.DEVICE = "cpu"
-    assert amp_dtype_from_config(cfg) is None
+    assert autocast_dtype(cfg, section) is None
     cfg.MODEL.DEVICE = "cuda"
-    cfg.SOLVER.AMP.DTYPE = "bfloat16"
-    assert amp_dtype_from_config(cfg) is torch.bfloat16
-    cfg.SOLVER.AMP.DTYPE = "float8"
-    with pytest.raises(ValueError, match="SOLVER.AMP.DTYPE"):
-        amp_dtype_from_config(cfg)
+    assert autocast_dtype(cfg, section) is torch.float16
+    getattr(cfg, section).AMP.DTYPE = "bfloat16"
+    assert autocast_dtype(cfg, section) is torch.bfloat16
+    getattr(cfg, section).AMP.DTYPE = "float8"
+    with pytest.raises(ValueError, match=f"{section}.AMP.DTYPE"):
+        autocast_dtype(cfg, section)
 
 
 def test_process_group_backend_follows_the_device():

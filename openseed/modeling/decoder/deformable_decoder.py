@@ -86,7 +86,17 @@ class DeformableDecoderLayer(nn.Module):
         level_start_index: Tensor,
         self_attn_mask: Tensor | None = None,
     ) -> Tensor:
-        """queries/query_pos B×Q×C, reference_boxes B×Q×L×4, memory B×S×C, self_attn_mask Q×Q (True = blocked)."""
+        """queries/query_pos B×Q×C, reference_boxes B×Q×L×4, memory B×S×C, self_attn_mask Q×Q (True = blocked).
+
+        Runs in float32 with autocast off (as the reference layer): under mixed precision only the heads around the
+        decoder layers run in half precision.
+        """
+        with torch.autocast(device_type=queries.device.type, enabled=False):
+            return self._forward_fp32(queries.float(), query_pos.float(), reference_boxes.float(), memory.float(),
+                                      spatial_shapes, level_start_index, self_attn_mask)
+
+    def _forward_fp32(self, queries, query_pos, reference_boxes, memory, spatial_shapes, level_start_index,
+                      self_attn_mask) -> Tensor:
         q = k = queries + query_pos
         attended = self.self_attn(q, k, queries, attn_mask=self_attn_mask, need_weights=False)[0]
         queries = self.norm2(queries + self.dropout2(attended))
