@@ -254,3 +254,10 @@ def test_bad_arguments_are_rejected_with_clear_errors(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         postprocess(arguments.pop("class_logits"), arguments.pop("mask_logits"), arguments.pop("boxes"), **arguments)
+
+
+@pytest.mark.parametrize("field", ["detections_per_image", "num_foreground_queries", "max_chunk_elements",
+                                   "max_band_elements"])
+def test_settings_counts_must_be_positive(field):
+    with pytest.raises(ValueError, match=f"{field}.* must be positive"):
+        PostprocessSettings(**{field: 0})

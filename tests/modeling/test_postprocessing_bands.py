@@ -60,7 +60,7 @@ def test_band_path_equals_reference(monkeypatch, tasks, size, tile_elements, see
                         lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
     class_logits, mask_logits, boxes, is_thing = random_outputs(seed)
     settings = PostprocessSettings(overlap_threshold=0.5, detections_per_image=50, num_foreground_queries=30,
-                                   max_chunk_elements=tile_elements)
+                                   max_band_elements=tile_elements)
     lean = postprocess(class_logits, mask_logits, boxes, tasks=tasks, input_size=size, padded_size=(96, 128),
                        output_size=size, is_thing=is_thing, settings=settings)
     ref = reference_postprocess(class_logits, mask_logits, boxes, tasks, size, (96, 128), size, is_thing, settings)

@@ -178,6 +178,7 @@ def run_case(case, seed, queries_per_chunk, device):
         detections_per_image=50,
         num_foreground_queries=30,
         max_chunk_elements=queries_per_chunk * padded_size[0] * padded_size[1],
+        max_band_elements=queries_per_chunk * padded_size[0] * padded_size[1],
     )
     lean = postprocess(
         class_logits,

@@ -19,9 +19,9 @@ Entry point (used by the meta-architecture, once per image)::
 
 Mask logits are upsampled bilinearly to the padded size, cropped to the input size and resized (bicubic,
 antialias) to the output size; only the queries a task needs are resized (semantic: all; panoptic: the kept ones;
-instance: the top-k ones), each pixel once, in tiles bounded by `PostprocessSettings.max_chunk_elements`: bands of
-rows over all needed queries when the final resize is the identity (`geometry.row_band_factor`), chunks of queries
-over the whole image otherwise.
+instance: the top-k ones), each pixel once, in tiles: bands of rows over all needed queries when the final resize
+is the identity (`geometry.row_band_factor`; bounded by `PostprocessSettings.max_band_elements`), chunks of queries
+over the whole image otherwise (bounded by `PostprocessSettings.max_chunk_elements`).
 Panoptic uses all queries; instance/detection the first `num_foreground_queries` (thing classes only when panoptic
 is requested too).
 """

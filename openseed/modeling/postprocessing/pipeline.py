@@ -67,7 +67,7 @@ def postprocess(
     if "instance" in tasks:
         accumulators["instance"] = InstanceMaskAccumulator(instance_selection, num_queries, geometry.output_size)
     if accumulators:
-        _feed_resized_masks(mask_logits, geometry, list(accumulators.values()), settings.max_chunk_elements)
+        _feed_resized_masks(mask_logits, geometry, list(accumulators.values()), settings)
 
     results = {}
     if "semantic" in tasks:
@@ -80,25 +80,26 @@ def postprocess(
     return results
 
 
-def _feed_resized_masks(mask_logits: Tensor, geometry: ImageGeometry, accumulators: list, max_elements: int) -> None:
-    """Resize every query some accumulator needs, once per output pixel, in tiles of at most `max_elements` resized
-    pixels, and hand each tile to all of them.
+def _feed_resized_masks(mask_logits: Tensor, geometry: ImageGeometry, accumulators: list,
+                        settings: PostprocessSettings) -> None:
+    """Resize every query some accumulator needs, once per output pixel, in tiles, and hand each tile to all of them.
 
     Tiles are bands of rows over all needed queries where `row_band_factor` allows it (identity final resize: each
-    accumulator then touches its outputs once per band), else chunks of queries over the whole image.
+    accumulator then touches its outputs once per band; at most `settings.max_band_elements` pixels), else chunks of
+    queries over the whole image (at most `settings.max_chunk_elements` padded-size pixels).
     """
     needed = torch.unique(torch.cat([acc.needed_queries for acc in accumulators]))
     if len(needed) == 0:
         return
     factor = row_band_factor(mask_logits.shape[1], geometry)
     if factor is None:
-        chunk_size = max(1, max_elements // (geometry.padded_size[0] * geometry.padded_size[1]))
+        chunk_size = max(1, settings.max_chunk_elements // (geometry.padded_size[0] * geometry.padded_size[1]))
         for start in range(0, len(needed), chunk_size):
             queries = needed[start : start + chunk_size]
             logits = resize_mask_logits(mask_logits[queries.to(mask_logits.device)], geometry)
             _feed(accumulators, queries, slice(0, geometry.output_size[0]), logits)
         return
-    band = factor * max(1, max_elements // (len(needed) * factor * geometry.padded_size[1]) - 1)
+    band = factor * max(1, settings.max_band_elements // (len(needed) * factor * geometry.padded_size[1]) - 1)
     queries = None if len(needed) == mask_logits.shape[0] else needed.to(mask_logits.device)
     height = geometry.output_size[0]
     starts = [0, *range(factor // 2 + band, height, band)]  # bands from f/2 (mod f): one neighbour row each

@@ -20,8 +20,12 @@ class PostprocessSettings:
         focus_on_box: instance score = class score only (mask score replaced by 1).
         detections_per_image: top-k over (foreground queries × classes) for instance and detection output.
         num_foreground_queries: instance/detection use only the first this-many queries.
-        max_chunk_elements: memory bound: mask logits are resized in tiles of at most about this many padded-size
-            pixels (queries × rows × padded width); results do not depend on it beyond float summation order.
+        max_chunk_elements: memory bound when the results are resized to another output size: mask logits are
+            resized in chunks of queries of at most about this many padded-size pixels (queries × padded height ×
+            padded width); larger chunks make fewer, faster resize calls.
+        max_band_elements: memory bound when the output size is the input size: tiles of bands of rows over all
+            needed queries of at most about this many pixels (queries × rows × padded width).
+        Results do not depend on either beyond float summation order.
     """
 
     object_mask_threshold: float = 0.25
@@ -31,16 +35,16 @@ class PostprocessSettings:
     focus_on_box: bool = False
     detections_per_image: int = 300
     num_foreground_queries: int = 300
-    max_chunk_elements: int = 1 << 22
+    max_chunk_elements: int = 1 << 25  # 128 MB float32 chunks (README "Performance": eval with --output-size)
+    max_band_elements: int = 1 << 23  # 32 MB float32 tiles
 
     def __post_init__(self):
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if self.detections_per_image <= 0 or self.num_foreground_queries <= 0 or self.max_chunk_elements <= 0:
-            raise ValueError(
-                "detections_per_image, num_foreground_queries and max_chunk_elements must be positive, got "
-                f"{self.detections_per_image}, {self.num_foreground_queries}, {self.max_chunk_elements}"
-            )
+        counts = {name: getattr(self, name) for name in ("detections_per_image", "num_foreground_queries",
+                                                            "max_chunk_elements", "max_band_elements")}
+        if min(counts.values()) <= 0:
+            raise ValueError(f"{', '.join(counts)} must be positive, got {list(counts.values())}")
 
     @classmethod
     def from_config(cls, cfg) -> PostprocessSettings:
