@@ -93,7 +93,11 @@ class InstanceMaskAccumulator:
         row_of_unique[unique_positions] = torch.arange(len(members))
         row_of_entry = row_of_unique[self._unique_of_entry]
         entries = (row_of_entry >= 0).nonzero()[:, 0]
-        self.masks[entries.to(device), rows] = binary[row_of_entry[entries].to(device)]
+        # copied in groups no larger than the tile, so entries sharing a query (one query selected with several
+        # classes, as with large vocabularies) never materialise an entries × rows × W temporary
+        for start in range(0, len(entries), len(members)):
+            group = entries[start : start + len(members)]
+            self.masks[group.to(device), rows] = binary[row_of_entry[group].to(device)]
 
     def result(self) -> tuple[Tensor, Tensor]:
         """(N×H×W bool masks, N float32 mask scores = mean sigmoid inside the mask) per entry."""
