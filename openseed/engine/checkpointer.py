@@ -118,6 +118,18 @@ class TrainingCheckpointer(DetectionCheckpointer):
         self.model.load_state_dict(state, strict=True)
 
 
+def _submodule_state(path: str, submodule: str) -> dict:
+    """The tensors of `path` relative to `submodule`: a full-model file contributes only the keys under
+    `submodule.` (the others are ignored, logged); a file without such keys is taken as relative already."""
+    state = _model_state(read_checkpoint(path))
+    prefix = submodule + "."
+    if not any(key.startswith(prefix) for key in state):
+        return state
+    relative = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+    logger.info(f"{path}: using the {len(relative)} tensors under {prefix}, ignoring {len(state) - len(relative)}")
+    return relative
+
+
 def load_text_encoder_weights(model: nn.Module, path: str) -> None:
     """Load only the text encoder (`sem_seg_head.predictor.lang_encoder`) from `path` (MODEL.TEXT.INIT_WEIGHTS).
 
@@ -126,12 +138,7 @@ def load_text_encoder_weights(model: nn.Module, path: str) -> None:
     parameter must be present with its shape.
     """
     text_encoder = model.get_submodule(TEXT_ENCODER_PATH)
-    state = _model_state(read_checkpoint(path))
-    prefix = TEXT_ENCODER_PATH + "."
-    if any(key.startswith(prefix) for key in state):
-        ignored = sum(not key.startswith(prefix) for key in state)
-        state = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
-        logger.info(f"MODEL.TEXT.INIT_WEIGHTS: using {len(state)} text-encoder tensors of {path}, ignoring {ignored}")
+    state = _submodule_state(path, TEXT_ENCODER_PATH)
     check_state_dict_fits(text_encoder.state_dict(), state, f"{path} (MODEL.TEXT.INIT_WEIGHTS)")
     text_encoder.load_state_dict(state, strict=True)
     logger.info(f"Loaded the text encoder from {path}")
@@ -146,10 +153,7 @@ def load_backbone_weights(model: nn.Module, path: str) -> None:
     tensor must be present with its shape (else `CheckpointMismatchError`, e.g. a window size that differs).
     """
     backbone = model.get_submodule(BACKBONE_PATH)
-    state = _model_state(read_checkpoint(path))
-    prefix = BACKBONE_PATH + "."
-    if any(key.startswith(prefix) for key in state):
-        state = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+    state = _submodule_state(path, BACKBONE_PATH)
     dropped = sorted(key for key in state if CLASSIFICATION_ONLY_KEYS.search(key))
     state = {key: value for key, value in state.items() if key not in dropped}
     own = backbone.state_dict()

@@ -8,7 +8,6 @@ Logged per step: `total_loss`, every loss key, `{dataset}.total_loss` per datase
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections import defaultdict
@@ -22,7 +21,6 @@ from detectron2.utils.events import get_event_storage
 
 from openseed.engine.optimizer import clip_full_model_gradients
 
-logger = logging.getLogger(__name__)
 
 def dataset_loss_sums(loss_values: dict[str, float]) -> dict[str, float]:
     """`{"coco.loss_a": 1, "coco.loss_b": 2, "o365.loss_a": 3}` -> `{"coco.total_loss": 3, "o365.total_loss": 3}`."""

@@ -8,8 +8,8 @@ below serve blocks up to `MMAP_THRESHOLD_BYTES` from the heap, keep up to `TRIM_
 its top for the next allocation and grow it in steps of `TOP_PAD_BYTES`. Results are bit-identical (only where
 memory comes from changes); peak RSS stays about the same (measured in README "Performance").
 
-The entry points (`tools/train_net.py`, `tools/eval_zeroshot.py`, `tools/demo.py`, `tools/run_demo.py`,
-`tools/benchmark.py`) call `tune_malloc()` at start-up; `OPENSEED_MALLOC=glibc` keeps glibc's defaults. Elsewhere
+The entry points (`tools/train_net.py`, `tools/eval_zeroshot.py`, `tools/demo.py`, `tools/run_demo.py`) and the
+benchmark's child processes call `tune_malloc()` at start-up; `OPENSEED_MALLOC=glibc` keeps glibc's defaults. Elsewhere
 (other C libraries, or macOS and Windows) it does nothing.
 """
 
