@@ -195,11 +195,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=128, help="LSJ canvas (INPUT.IMAGE_SIZE); images 0.6–1.6× it")
-    parser.add_argument("--samples", type=int, default=6, help="samples per mapper")
+    parser.add_argument("--samples", type=int, default=6, help="samples per mapper (at least 4)")
     parser.add_argument("--out", default="tests/fidelity/fixtures")
     parser.add_argument("--ref-env", default="/tmp/ref/env.json")
     parser.add_argument("--in-reference-env", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.samples < 4:
+        parser.error(f"--samples must be at least 4 (one per case of {CASES[:4]})")
     with open(args.ref_env) as f:
         env_info = json.load(f)
     if not args.in_reference_env:

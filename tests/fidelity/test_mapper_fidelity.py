@@ -4,20 +4,23 @@ The fixtures `fixtures/mapper_coco_panoptic_lsj.npz` and `fixtures/mapper_object
 the flip / scale / crop draws the official mappers made on them (captured where drawn) and the official outputs;
 `scripts/reference/mappers_fixture.py` writes them (docs/fidelity_mappers.md). No official code runs here. Our
 mappers get the recorded draws through their draw-source seam (`ReplayDraws`, `openseed/data/mappers/draws.py`).
+`OPENSEED_MAPPER_FIXTURES=<dir>` runs the same tests on fixtures regenerated elsewhere (other seeds and sizes).
 """
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from openseed.config import get_cfg
 from openseed.data.mappers import COCOPanopticLSJMapper, Objects365LSJMapper, ReplayDraws
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(os.environ.get("OPENSEED_MAPPER_FIXTURES", Path(__file__).parent / "fixtures"))
 BOX_TOLERANCE_PX = 1e-4
 
 
@@ -68,7 +71,8 @@ def official_output(meta: dict, arrays: dict, k: int) -> dict:
     size = meta["input"]["IMAGE_SIZE"]
     summary = meta["samples"][k]["official_output"]
     out = {"image": decode_png(arrays[f"s{k}_out_image_png"]), "classes": arrays[f"s{k}_out_classes"],
-           "boxes": arrays[f"s{k}_out_boxes"], "fields": summary["instance_fields"]}
+           "boxes": arrays[f"s{k}_out_boxes"], "fields": summary["instance_fields"],
+           "masks_dtype": summary["masks_dtype"], "image_size": tuple(summary["image_size"])}
     if f"s{k}_out_masks" in arrays:
         out["masks"] = unpack(arrays[f"s{k}_out_masks"], (summary["num_instances"], size, size))
     return out
@@ -77,12 +81,14 @@ def official_output(meta: dict, arrays: dict, k: int) -> dict:
 def assert_same_instances(ours: dict, expected: dict, keep: np.ndarray | None = None) -> None:
     instances = ours["instances"]
     keep = np.ones(len(expected["classes"]), dtype=bool) if keep is None else keep
+    assert ours["image"].dtype == torch.uint8 and instances.image_size == expected["image_size"]
     np.testing.assert_array_equal(ours["image"].permute(1, 2, 0).numpy(), expected["image"])
     np.testing.assert_array_equal(instances.gt_classes.numpy(), expected["classes"][keep])
     np.testing.assert_allclose(instances.gt_boxes.tensor.numpy(), expected["boxes"][keep], rtol=0,
                                atol=BOX_TOLERANCE_PX)
     if "masks" in expected:
         np.testing.assert_array_equal(instances.gt_masks.numpy(), expected["masks"][keep])
+        assert str(instances.gt_masks.dtype) == expected["masks_dtype"]
     assert sorted(instances.get_fields()) == expected["fields"]
 
 
