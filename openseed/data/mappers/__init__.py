@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from .draws import NUMPY_GLOBAL_DRAWS, ReplayDraws
 from .lsj import COCOInstanceLSJMapper, COCOPanopticLSJMapper, build_lsj_augmentation, masks_to_boxes
 from .maskformer import MaskFormerInstanceMapper, MaskFormerPanopticMapper, MaskFormerSemanticMapper
 from .objects365 import Objects365LSJMapper
@@ -38,6 +39,7 @@ def build_mapper(name: str, cfg, is_train: bool = True, dataset_name: str | None
 
 __all__ = [
     "MAPPERS",
+    "NUMPY_GLOBAL_DRAWS",
     "BadSampleError",
     "COCOInstanceLSJMapper",
     "COCOPanopticLSJMapper",
@@ -45,6 +47,7 @@ __all__ = [
     "MaskFormerPanopticMapper",
     "MaskFormerSemanticMapper",
     "Objects365LSJMapper",
+    "ReplayDraws",
     "SkipBadSamples",
     "TestMapper",
     "build_lsj_augmentation",

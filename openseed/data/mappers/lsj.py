@@ -2,7 +2,8 @@
 
 Augmentation, in order: random horizontal flip (p = 0.5), `ResizeScale` (s ~ U(MIN_SCALE, MAX_SCALE); the image is
 resized bilinearly, aspect kept, to fit inside s·IMAGE_SIZE square), `FixedSizeCrop(IMAGE_SIZE²)` (random crop when
-larger, then pad right/bottom with image value PAD_VALUE = 128 and segmentation value 255).
+larger, then pad right/bottom with image value PAD_VALUE = 128 and segmentation value 255). The three random draws
+come from a draw source passed as `draws=` (`draws.py`: NumPy's global stream by default, recorded draws to replay).
 
 Output of every training mapper (docs/architecture.md):
     {"image": uint8 3×S×S (S = IMAGE_SIZE), "instances": Instances((S, S), gt_classes int64[N],
@@ -22,21 +23,25 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from panopticapi.utils import rgb2id
 
 from ...vocabulary import Vocabulary
+from .draws import NUMPY_GLOBAL_DRAWS, DrawSource, LSJFixedSizeCrop, LSJRandomFlip, LSJResizeScale
 from .robust import BadSampleError, check_box_xyxy, check_category, check_image_size, read_image_checked
 
 SEG_PAD_VALUE = 255
 
 
 def build_lsj_augmentation(
-    *, image_size: int, min_scale: float, max_scale: float, random_flip: str, pad_value: float = 128.0
+    *, image_size: int, min_scale: float, max_scale: float, random_flip: str, pad_value: float = 128.0,
+    draws: DrawSource = NUMPY_GLOBAL_DRAWS,
 ) -> list[T.Augmentation]:
-    """Flip → ResizeScale(min_scale..max_scale of image_size) → FixedSizeCrop(image_size², pad 128 / seg 255)."""
+    """Flip → ResizeScale(min_scale..max_scale of image_size) → FixedSizeCrop(image_size², pad 128 / seg 255), each
+    drawing its random number from `draws` (default: NumPy's global stream, as Detectron2; see `draws.py`)."""
     augmentations: list[T.Augmentation] = []
     if random_flip != "none":
-        augmentations.append(T.RandomFlip(horizontal=random_flip == "horizontal", vertical=random_flip == "vertical"))
+        augmentations.append(
+            LSJRandomFlip(horizontal=random_flip == "horizontal", vertical=random_flip == "vertical", draws=draws))
     augmentations += [
-        T.ResizeScale(min_scale=min_scale, max_scale=max_scale, target_height=image_size, target_width=image_size),
-        T.FixedSizeCrop(crop_size=(image_size, image_size), pad_value=pad_value, seg_pad_value=SEG_PAD_VALUE),
+        LSJResizeScale(min_scale, max_scale, image_size, image_size, draws=draws),
+        LSJFixedSizeCrop((image_size, image_size), pad_value=pad_value, seg_pad_value=SEG_PAD_VALUE, draws=draws),
     ]
     return augmentations
 
@@ -151,11 +156,13 @@ class LSJMapperBase:
         self.num_classes = num_classes
 
     @classmethod
-    def from_config(cls, cfg, is_train: bool = True, dataset_name: str | None = None) -> dict:
+    def from_config(cls, cfg, is_train: bool = True, dataset_name: str | None = None,
+                    draws: DrawSource = NUMPY_GLOBAL_DRAWS) -> dict:
+        """`draws`: the source of the flip / scale / crop draws (`draws.py`; e.g. `ReplayDraws` to replay)."""
         if not is_train:
             raise ValueError(f"{cls.__name__} is a training mapper; evaluation uses TestMapper")
         return {
-            "augmentations": build_lsj_augmentation(**lsj_config(cfg)),
+            "augmentations": build_lsj_augmentation(**lsj_config(cfg), draws=draws),
             "image_format": cfg.INPUT.FORMAT,
             "filter_empty_after_crop": cfg.INPUT.FILTER_EMPTY_AFTER_CROP,
             "num_classes": dataset_num_classes(dataset_name),
