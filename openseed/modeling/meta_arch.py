@@ -27,6 +27,7 @@ from openseed.modeling.postprocessing import (
     resize_mask_logits,
 )
 from openseed.modeling.targets import build_targets
+from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary
 
 GENERIC_PROMPT_VOCABULARY = Vocabulary.from_names(["object"])
@@ -112,11 +113,13 @@ class OpenSeeD(nn.Module):
     def lang_encoder(self) -> nn.Module:
         return self.sem_seg_head.predictor.lang_encoder
 
-    def forward(self, batched_inputs, vocabulary: Vocabulary | None = None, task=None):
-        """Training: {dataset_name: list[dict]} (or a list = the first training dataset) -> weighted losses.
+    def forward(self, batched_inputs, vocabulary: Vocabulary | None = None, task=None,
+                draws: TrainingDraws | None = None):
+        """Training: {dataset_name: list[dict]} (or a list = the first training dataset) -> weighted losses; every
+        random draw comes from `draws` under keys prefixed by the dataset's task (default: fresh draws).
         Inference: list[dict] with a `vocabulary` -> one result dict per image (see docs/architecture.md)."""
         if self.training:
-            return self._training_losses(batched_inputs, vocabulary)
+            return self._training_losses(batched_inputs, vocabulary, draws or TrainingDraws())
         return self.inference(batched_inputs, vocabulary, task)
 
     def bind(self, vocabulary: Vocabulary, task=None) -> BoundOpenSeeD:
@@ -140,7 +143,8 @@ class OpenSeeD(nn.Module):
             images.append((image - self.pixel_mean) / self.pixel_std)
         return ImageList.from_tensors(images, self.size_divisibility)
 
-    def _training_losses(self, batched_inputs, vocabulary: Vocabulary | None) -> dict[str, Tensor]:
+    def _training_losses(self, batched_inputs, vocabulary: Vocabulary | None,
+                         draws: TrainingDraws) -> dict[str, Tensor]:
         if not isinstance(batched_inputs, dict):
             first = next(iter(self.train_datasets))
             batched_inputs = {first: batched_inputs}
@@ -153,21 +157,22 @@ class OpenSeeD(nn.Module):
                 continue
             dataset = self.train_datasets[name]
             vocab = vocabulary or Vocabulary.from_metadata(MetadataCatalog.get(name))
-            for key, value in self._dataset_losses(batch, vocab, dataset.task).items():
+            for key, value in self._dataset_losses(batch, vocab, dataset.task, draws.scoped(dataset.task)).items():
                 losses[f"{name}.{key}"] = value * dataset.loss_weight
         return losses
 
-    def _dataset_losses(self, batch: list[dict], vocabulary: Vocabulary, task: str) -> dict[str, Tensor]:
+    def _dataset_losses(self, batch: list[dict], vocabulary: Vocabulary, task: str,
+                        draws: TrainingDraws) -> dict[str, Tensor]:
         missing = [i for i, item in enumerate(batch) if "instances" not in item]
         if missing:
             raise ValueError(f"training inputs {missing} have no 'instances'")
         images = self.preprocess(batch)
         features = self.backbone(images.tensor)
-        text = self.lang_encoder.embed_vocabulary(vocabulary, train=True)
+        text = self.lang_encoder.embed_vocabulary(vocabulary, train=True, draws=draws)
         targets = build_targets([item["instances"] for item in batch], tuple(images.tensor.shape[-2:]), task,
                                 vocabulary, self.device)
-        outputs = self.sem_seg_head(features, text, targets=targets, task=task)
-        return self.criterion(outputs, targets, task, outputs["num_foreground"])
+        outputs = self.sem_seg_head(features, text, targets=targets, task=task, draws=draws)
+        return self.criterion(outputs, targets, task, outputs["num_foreground"], draws=draws)
 
     def _check_vocabulary(self, vocabulary) -> Vocabulary:
         if vocabulary is None or len(vocabulary) == 0:
