@@ -51,12 +51,16 @@ class HungarianMatcher(nn.Module):
         num_points: int,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        reference_thing_id_bound: int = 0,
     ):
         """
         Args:
             cost_class, cost_mask, cost_dice, cost_box, cost_giou: weights of the cost terms.
             num_points: uniform points per image for the mask costs (12,544 in the reference).
             focal_alpha, focal_gamma: parameters of the focal class cost.
+            reference_thing_id_bound: reference quirk — when > 0, the thing/stuff split takes class ids below it as
+                things (the official matcher hard-codes 80, COCO's thing count, for every vocabulary); 0 uses the
+                targets' "is_thing" flags.
         """
         super().__init__()
         self.cost_class = cost_class
@@ -67,6 +71,7 @@ class HungarianMatcher(nn.Module):
         self.num_points = num_points
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
+        self.reference_thing_id_bound = reference_thing_id_bound
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -80,6 +85,7 @@ class HungarianMatcher(nn.Module):
             "num_points": dec.TRAIN_NUM_POINTS,
             "focal_alpha": dec.FOCAL_ALPHA,
             "focal_gamma": dec.FOCAL_GAMMA,
+            "reference_thing_id_bound": dec.REFERENCE_THING_ID_BOUND,
         }
 
     def cost_matrix(self, outputs: dict, target: dict, image: int, use_masks: bool,
@@ -145,7 +151,10 @@ class HungarianMatcher(nn.Module):
                 raise FloatingPointError(f"non-finite matching cost for image {image}: predictions contain NaN/inf")
             all_targets = torch.arange(num_targets)
             if split:
-                is_thing = target["is_thing"].cpu().bool()
+                if self.reference_thing_id_bound > 0:
+                    is_thing = target["labels"].cpu() < self.reference_thing_id_bound
+                else:
+                    is_thing = target["is_thing"].cpu().bool()
                 fg_q, fg_t = _solve(cost, all_queries[:num_foreground], all_targets[is_thing])
                 bg_q, bg_t = _solve(cost, all_queries[num_foreground:], all_targets[~is_thing])
                 query_ids, target_ids = torch.cat([fg_q, bg_q]), torch.cat([fg_t, bg_t])

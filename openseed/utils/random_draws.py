@@ -56,9 +56,11 @@ class TrainingDraws:
 
 
 class RecordedDraws(TrainingDraws):
-    """Replays `records` {key: list of recorded draws}: tensors for `uniform`, ints for `integers` / `choices`.
+    """Replays `records` {key: list of recorded draws}; ints for `integers` / `choices`; for `uniform` either the
+    tensor itself or {"rng_state": CPU generator state before the draw, "shape", "sum": float64 sum of the values}
+    (the values are regenerated from the state and checked against the sum).
 
-    Each call takes the next recorded entries of its key (one tensor; `count` or `len(sizes)` ints) and checks that
+    Each call takes the next recorded entries of its key (one draw; `count` or `len(sizes)` ints) and checks that
     they fit the request (shape, range). A key without recorded draws left is an error.
     """
 
@@ -80,6 +82,8 @@ class RecordedDraws(TrainingDraws):
 
     def uniform(self, key: str, shape: Sequence[int], device: torch.device | str) -> Tensor:
         (value,) = self._take(key, 1)
+        if isinstance(value, Mapping):
+            value = _regenerate(value, self.prefix + key)
         if tuple(value.shape) != tuple(shape):
             raise ValueError(f"{self.prefix + key!r}: recorded draw of shape {tuple(value.shape)}, requested {tuple(shape)}")
         return value.to(device=device, dtype=torch.float32)
@@ -100,3 +104,15 @@ class RecordedDraws(TrainingDraws):
         """{key: number of recorded draws never requested} for keys with draws left."""
         return {key: len(values) - self.used[key] for key, values in self.records.items()
                 if self.used[key] < len(values)}
+
+
+def _regenerate(record: Mapping, key: str) -> Tensor:
+    """The uniform draw of a {"rng_state", "shape", "sum"} record."""
+    generator = torch.Generator()
+    generator.set_state(record["rng_state"])
+    value = torch.rand(*record["shape"], generator=generator)
+    total = float(value.double().sum())
+    if abs(total - float(record["sum"])) > 1e-9 * max(1.0, abs(total)):
+        raise ValueError(f"{key!r}: values regenerated from the recorded generator state sum to {total}, "
+                         f"recorded {float(record['sum'])}")
+    return value

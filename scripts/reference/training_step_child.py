@@ -35,7 +35,9 @@ class Recorder:
 
 
 class RecordingTorch:
-    """Stands for the `torch` module inside one official module; records rand/rand_like results."""
+    """Stands for the `torch` module inside one official module; records each rand/rand_like draw compactly as the
+    CPU generator state before it, its shape and the float64 sum of the values (the replay regenerates the values
+    from the state and checks the sum)."""
 
     def __init__(self, recorder: Recorder, tag: str):
         self._recorder, self._tag = recorder, tag
@@ -43,15 +45,18 @@ class RecordingTorch:
     def __getattr__(self, name):
         return getattr(torch, name)
 
-    def rand(self, *args, **kwargs):
-        out = torch.rand(*args, **kwargs)
-        self._recorder.add(out.detach().float().clone(), f"{self._tag}.rand")
+    def _record(self, draw, what, *args, **kwargs):
+        state = torch.get_rng_state()
+        out = draw(*args, **kwargs)
+        assert out.device.type == "cpu" and out.dtype == torch.float32, (what, out.device, out.dtype)
+        self._recorder.add({"rng_state": state, "shape": list(out.shape), "sum": out.double().sum()}, what)
         return out
 
+    def rand(self, *args, **kwargs):
+        return self._record(torch.rand, f"{self._tag}.rand", *args, **kwargs)
+
     def rand_like(self, *args, **kwargs):
-        out = torch.rand_like(*args, **kwargs)
-        self._recorder.add(out.detach().float().clone(), f"{self._tag}.rand_like")
-        return out
+        return self._record(torch.rand_like, f"{self._tag}.rand_like", *args, **kwargs)
 
 
 class RecordingNumpy:
@@ -172,6 +177,7 @@ def install_recorders(model, recorder: Recorder) -> dict:
     import detectron2.projects.point_rend.point_features as point_features
     import openseed.architectures.openseed_model_decouple_train as arch
     import openseed.body.decoder.openseed_decoder_decouple as decoder_module
+    import openseed.language.encoder as text_encoder_module
     import openseed.modules.matcher as matcher_module
     import utils.prompt_engineering as prompts
 
@@ -181,7 +187,15 @@ def install_recorders(model, recorder: Recorder) -> dict:
     point_features.torch = RecordingTorch(recorder, "point_features")
     prompts.np = RecordingNumpy(recorder)
     arch.random = RecordingRandom(recorder)
-    capture = {"targets": {}, "matching": {}, "head": {}, "task": None}
+    capture = {"targets": {}, "matching": {}, "head": {}, "prompts": defaultdict(list), "task": None}
+    prompt_engineering = text_encoder_module.prompt_engineering
+
+    def prompt_engineering_recorded(*args, **kwargs):
+        text = prompt_engineering(*args, **kwargs)
+        capture["prompts"][capture["task"]].append(text)
+        return text
+
+    text_encoder_module.prompt_engineering = prompt_engineering_recorded
 
     forward_seg = inner.forward_seg
 
@@ -341,8 +355,8 @@ def run(spec: dict) -> dict:
     return {
         "format": "openseed-training-step-v1",
         "case": spec["case"], "seed": spec["seed"], "size": list(spec["size"]), "vocab": vocab,
-        "official_commit": spec["commit"], "torch": torch.__version__,
-        "batch": raw, "targets": targets,
+        "official_commit": spec["commit"], "torch": str(torch.__version__),
+        "batch": raw, "targets": targets, "prompts": dict(capture["prompts"]),
         "draws": {k: v for k, v in recorder.draws.items()},
         "matching": capture["matching"], "head": head,
         "losses": {k: v.detach().clone() for k, v in losses.items()}, "total": total.detach().clone(),

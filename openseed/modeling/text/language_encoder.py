@@ -179,7 +179,8 @@ class LanguageEncoder(nn.Module):
         """One prompt per class and the id of its template (the group whose leading words are encoded once)."""
         template_ids = draws.integers("templates", len(self.templates), len(names))
         options = [synonyms(name) for name in names]
-        picks = draws.choices("synonyms", [len(o) for o in options])
+        sizes = [len(o) for o in options]
+        picks = draws.choices("synonyms", sizes) if max(sizes) > 1 else [0] * len(sizes)
         prompts = [self.templates[template_id].format(normalize_class_name(names_of_class[pick], self.train_mode))
                    for template_id, names_of_class, pick in zip(template_ids, options, picks)]
         return prompts, template_ids
