@@ -71,6 +71,7 @@ class OpenSeeD(nn.Module):
         input_format: str,
         default_tasks: tuple[str, ...],
         postprocess_settings: PostprocessSettings,
+        target_boxes_by_image_size: bool = False,
     ):
         super().__init__()
         if input_format not in ("RGB", "BGR"):
@@ -85,6 +86,7 @@ class OpenSeeD(nn.Module):
         self.input_format = input_format
         self.default_tasks = default_tasks
         self.postprocess_settings = postprocess_settings
+        self.target_boxes_by_image_size = target_boxes_by_image_size
 
     @classmethod
     def from_config(cls, cfg):
@@ -103,6 +105,7 @@ class OpenSeeD(nn.Module):
             "input_format": cfg.INPUT.FORMAT,
             "default_tasks": default_tasks,
             "postprocess_settings": PostprocessSettings.from_config(cfg),
+            "target_boxes_by_image_size": cfg.MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE,
         }
 
     @property
@@ -168,9 +171,9 @@ class OpenSeeD(nn.Module):
             raise ValueError(f"training inputs {missing} have no 'instances'")
         images = self.preprocess(batch)
         features = self.backbone(images.tensor)
-        text = self.lang_encoder.embed_vocabulary(vocabulary, train=True, draws=draws)
+        text = self.lang_encoder.embed_vocabulary(vocabulary, train=True, draws=draws, task=task)
         targets = build_targets([item["instances"] for item in batch], tuple(images.tensor.shape[-2:]), task,
-                                vocabulary, self.device)
+                                vocabulary, self.device, self.target_boxes_by_image_size)
         outputs = self.sem_seg_head(features, text, targets=targets, task=task, draws=draws)
         return self.criterion(outputs, targets, task, outputs["num_foreground"], draws=draws)
 

@@ -11,11 +11,14 @@ one backward, as training runs) and stores in `--out` (torch.save of plain tenso
 loadable):
 
   batch      the inputs (images, classes, xyxy boxes, masks) and the vocabularies
-  targets    what the official `prepare_targets` built (labels, normalised cxcywh boxes, padded masks)
+  targets    what the official `prepare_targets` built (labels, normalised cxcywh boxes, padded masks);
+             masks are stored bit-packed ("masks_packed": np.packbits along W, "mask_width")
+  prompts    the prompt text the official code built per class, per task
   draws      every random draw of the forward, keyed where it was drawn (see `Recorder`):
              "{task}/templates" (template id per class), "{task}/synonyms" (synonym index per class, det),
              "{task}/dn_noise" (the uniform box noise, (groups·N, 4) as drawn), "{task}/match_points/{set}" (one
-             (1, P, 2) per image), "{task}/mask_points/{set}" (candidates, then fresh points)
+             (1, P, 2) per image), "{task}/mask_points/{set}" (candidates, then fresh points); a uniform draw is
+             stored as {"rng_state": CPU generator state before it, "shape", "sum"} (values regenerate exactly)
   matching   "{task}/{set}" -> per image (query ids, target ids); sets "0" (last layer), "1".."9" (aux, 1 = initial
              prediction), "0_interm" (encoder proposals); "dn" -> groups, group size; "interm" -> proposal boxes
   losses     every weighted loss term by its official key ("coco." / "o365." prefix), and the total

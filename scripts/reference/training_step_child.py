@@ -272,6 +272,16 @@ def install_recorders(model, recorder: Recorder) -> dict:
     return capture
 
 
+def packed(item: dict) -> dict:
+    """Boolean masks N×H×W stored as np.packbits along W (uint8 N×H×⌈W/8⌉) under "masks_packed", with "mask_width"."""
+    if "masks" not in item:
+        return item
+    masks = item.pop("masks").bool()
+    item["masks_packed"] = torch.from_numpy(np.packbits(masks.numpy(), axis=-1))
+    item["mask_width"] = int(masks.shape[-1])
+    return item
+
+
 def named_value(tensors: dict, name: str) -> torch.Tensor:
     base, _, rows = name.partition("[:")
     value = tensors[base]
@@ -350,8 +360,9 @@ def run(spec: dict) -> dict:
                       "interm_logits": outputs["interm_outputs"]["pred_logits"].detach().clone(),
                       "dn": None if mask_dict is None else {"scalar": int(mask_dict["scalar"]),
                                                             "pad_size": int(mask_dict["pad_size"])}}
-    targets = {task: [{k: v.clone() for k, v in t.items() if v is not None} for t in ts]
+    targets = {task: [packed({k: v.clone() for k, v in t.items() if v is not None}) for t in ts]
                for task, ts in capture["targets"].items()}
+    raw = {dataset: [packed(item) for item in items] for dataset, items in raw.items()}
     return {
         "format": "openseed-training-step-v1",
         "case": spec["case"], "seed": spec["seed"], "size": list(spec["size"]), "vocab": vocab,

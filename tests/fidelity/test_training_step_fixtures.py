@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from tests.fidelity.training_step_replay import FIXTURES, load_fixture, replay_step
+from tests.fidelity.training_step_replay import FIXTURES, load_fixture, replay_step, unpacked_masks
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +36,14 @@ def test_every_recorded_draw_is_used(case):
     assert replay.unused_draws == {}
 
 
+def test_prompt_texts(case):
+    """The prompt of every class (template and synonym replayed); CLIP's tokenizer lowercases, so case is free."""
+    fixture, replay = case
+    assert set(replay.prompts) == set(fixture["prompts"])
+    for task, official in fixture["prompts"].items():
+        assert [p.lower() for p in replay.prompts[task]] == [p.lower() for p in official]
+
+
 def test_same_loss_keys(case):
     fixture, replay = case
     assert set(replay.losses) == set(fixture["losses"])
@@ -49,8 +57,8 @@ def test_targets(case):
         for mine, theirs in zip(ours, official):
             assert torch.equal(mine["labels"], theirs["labels"])
             torch.testing.assert_close(mine["boxes"], theirs["boxes"].float(), rtol=0, atol=1e-6)
-            if "masks" in theirs:
-                assert torch.equal(mine["masks"], theirs["masks"].float())
+            if "masks_packed" in theirs:
+                assert torch.equal(mine["masks"], unpacked_masks(theirs).float())
 
 
 def test_matching_every_layer(case):

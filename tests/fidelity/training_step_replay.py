@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
@@ -23,6 +24,7 @@ from openseed.checkpoint import load_official_weights
 from openseed.config import setup_cfg
 from openseed.engine.optimizer import build_optimizer, clip_full_model_gradients
 from openseed.utils.random_draws import RecordedDraws
+from openseed.vocabulary import Vocabulary
 from tests.refdata_utils import official_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -52,6 +54,12 @@ def named_value(tensors: dict, name: str) -> torch.Tensor:
     return value[: int(rows.rstrip("]"))] if rows else value
 
 
+def unpacked_masks(item: dict) -> torch.Tensor:
+    """The bool N×H×W masks of a fixture item (stored bit-packed along W)."""
+    bits = np.unpackbits(item["masks_packed"].numpy(), axis=-1, count=item["mask_width"])
+    return torch.from_numpy(bits.astype(bool))
+
+
 def _register_vocabularies(vocab: dict) -> dict[str, str]:
     """Metadata of the fixture's two vocabularies; returns {official prefix: our dataset name}."""
     seg, det = vocab["seg"], vocab["det"]
@@ -77,8 +85,8 @@ def model_inputs(fixture: dict, datasets: dict[str, str]) -> dict[str, list[dict
             instances = Instances(tuple(item["image"].shape[-2:]))
             instances.gt_classes = item["classes"].clone()
             instances.gt_boxes = Boxes(item["boxes"].clone())
-            if "masks" in item:
-                instances.gt_masks = item["masks"].clone()
+            if "masks_packed" in item:
+                instances.gt_masks = unpacked_masks(item)
             inputs[datasets[prefix]].append({"image": item["image"].clone(), "instances": instances})
     return inputs
 
@@ -110,6 +118,7 @@ class Replay:
     step_stats: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> update (norm, sum, projection)
     named_after: dict[str, torch.Tensor] = field(default_factory=dict)
     numel: dict[str, int] = field(default_factory=dict)
+    prompts: dict[str, list[str]] = field(default_factory=dict)
 
 
 def replay_step(refdata: Path, fixture: dict, opts: list[str] = ()) -> Replay:
@@ -118,6 +127,11 @@ def replay_step(refdata: Path, fixture: dict, opts: list[str] = ()) -> Replay:
     cfg, model = build_replay_model(refdata, datasets, list(opts))
     draws = RecordedDraws(fixture["draws"])
     replay = Replay(losses={})
+    for prefix, task in OFFICIAL_DATASETS.items():
+        if task in fixture["prompts"]:
+            names = Vocabulary.from_metadata(MetadataCatalog.get(datasets[prefix])).names
+            replay.prompts[task] = model.lang_encoder.training_prompts(
+                names, RecordedDraws(fixture["draws"]).scoped(task), task)[0]
 
     def criterion_hook(module, args, kwargs, output):
         replay.targets[args[2]] = [{k: v.detach().clone() for k, v in t.items()} for t in args[1]]
