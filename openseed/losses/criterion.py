@@ -268,7 +268,8 @@ class SetCriterion(nn.Module):
             indices = self.assist_matcher(prediction, assist_targets, use_masks=True, num_foreground=None,
                                           draws=draws, key=match_key)
         else:
-            indices = self.matcher(prediction, targets, use_masks=False, num_foreground=None)
+            indices = self.matcher(prediction, targets, use_masks=False, num_foreground=None, draws=draws,
+                                   key=match_key)
 
         images, queries = _flat_index(indices, logits.device)
         labels = torch.cat([t["labels"][j.to(t["labels"].device)] for t, (_, j) in zip(targets, indices)])

@@ -1,7 +1,8 @@
 """One training step equals the official OpenSeeD step on recorded fixtures (seg, det, and the joint step).
 
 Each fixture was recorded by `scripts/reference/training_step.py` from the official code (see README "Fidelity").
-Our model replays it with the official weights and the official random draws; the tests check that every recorded
+Our model replays it with the official weights, the official random draws and every reference-behaviour flag on
+(`REFERENCE_FLAGS`; test_training_step_quirks.py shows where the clean defaults differ); the tests check that every recorded
 draw is consumed, and then targets, matching (every decoder layer, encoder proposals, denoising groups), every
 weighted loss term (1e-4 relative), per-parameter gradient norms (1e-3 relative), full gradients of named tensors
 (cosine ≥ 0.9999) and the weights after one clipped AdamW step (1e-6) against the official values.
@@ -14,7 +15,7 @@ import math
 import pytest
 import torch
 
-from tests.fidelity.training_step_replay import FIXTURES, load_fixture, replay_step, unpacked_masks
+from tests.fidelity.training_step_replay import FIXTURES, REFERENCE_FLAGS, load_fixture, replay_step, unpacked_masks
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,7 @@ WEIGHT_ATOL = 1e-6
 @pytest.fixture(scope="module", params=CASES)
 def case(request, refdata):
     fixture = load_fixture(request.param)
-    return fixture, replay_step(refdata, fixture)
+    return fixture, replay_step(refdata, fixture, REFERENCE_FLAGS)
 
 
 def test_every_recorded_draw_is_used(case):

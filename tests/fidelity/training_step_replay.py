@@ -30,10 +30,12 @@ from tests.refdata_utils import official_state_dict
 FIXTURES = Path(__file__).parent / "fixtures"
 CONFIG = "configs/openseed/swint_decoupled_coco_o365.yaml"
 OFFICIAL_DATASETS = {"coco": "seg", "o365": "det"}  # official loss prefix -> task
-# Settings under which the fixtures were recorded (see the harness): no stochastic depth, reference text and
-# weight-decay rules.
-FIXTURE_OPTS = ["MODEL.DEVICE", "cpu", "MODEL.SWIN.DROP_PATH_RATE", "0.0",
-                "DATASETS.CLASS_NAME_NORMALISATION", "reference", "SOLVER.REFERENCE_WEIGHT_DECAY_QUIRKS", "True"]
+# Settings under which the fixtures were recorded (see the harness): CPU, no stochastic depth.
+FIXTURE_OPTS = ["MODEL.DEVICE", "cpu", "MODEL.SWIN.DROP_PATH_RATE", "0.0"]
+# Every reference-behaviour flag (clean defaults off): what the official step computes.
+REFERENCE_FLAGS = ["DATASETS.CLASS_NAME_NORMALISATION", "reference", "SOLVER.REFERENCE_WEIGHT_DECAY_QUIRKS", "True",
+                   "MODEL.DECODER.REFERENCE_THING_ID_BOUND", "80", "MODEL.DECODER.DET_INTERM_KEEP_BACKGROUND", "True",
+                   "MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE", "True"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -91,8 +93,9 @@ def model_inputs(fixture: dict, datasets: dict[str, str]) -> dict[str, list[dict
     return inputs
 
 
-def build_replay_model(refdata: Path, datasets: dict[str, str], opts: list[str]):
-    cfg = setup_cfg(CONFIG, FIXTURE_OPTS + ["DATASETS.TRAIN", f"('{datasets['coco']}', '{datasets['o365']}')"] + opts)
+@functools.lru_cache(maxsize=1)
+def _built_model(refdata: Path, seg_dataset: str, det_dataset: str, opts: tuple[str, ...]):
+    cfg = setup_cfg(CONFIG, FIXTURE_OPTS + ["DATASETS.TRAIN", f"('{seg_dataset}', '{det_dataset}')"] + list(opts))
     torch.manual_seed(0)
     model = build_model(cfg)
     state = dict(official_state_dict(refdata))
@@ -101,6 +104,14 @@ def build_replay_model(refdata: Path, datasets: dict[str, str], opts: list[str])
         if name in model_state:
             state.setdefault(name, model_state[name])
     load_official_weights(model, state)
+    return cfg, model, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def build_replay_model(refdata: Path, datasets: dict[str, str], opts: list[str]):
+    """Our model in training mode with the regenerated official weights (built once, reset to them on reuse)."""
+    cfg, model, initial = _built_model(refdata, datasets["coco"], datasets["o365"], tuple(opts))
+    model.load_state_dict(initial)
+    model.zero_grad(set_to_none=True)
     return cfg, model.train()
 
 
