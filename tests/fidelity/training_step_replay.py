@@ -153,6 +153,8 @@ def replay_step(refdata: Path, fixture: dict, opts: list[str] = ()) -> Replay:
 
     def head_hook(module, args, kwargs, output):
         replay.head[kwargs["task"]] = {"interm_boxes": output["interm_outputs"]["pred_boxes"].detach().clone(),
+                                       "interm_logits": output["interm_outputs"]["pred_logits"].detach().clone(),
+                                       "text": args[1].detach().clone(),
                                        "dn_meta": output["dn_meta"]}
 
     hooks = [model.criterion.register_forward_hook(criterion_hook, with_kwargs=True),
