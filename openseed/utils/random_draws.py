@@ -5,7 +5,7 @@ Every part of the model that draws at training time takes a `TrainingDraws` and 
 
     "{task}/templates"              prompt template id per class (`LanguageEncoder`)
     "{task}/synonyms"               synonym index per class (`LanguageEncoder`; classes with one name draw nothing)
-    "{task}/dn_noise"               uniform box noise of the denoising groups, (groups, N, 4): group-major, the N
+    "{task}/dn_noise"               uniform box noise of the denoising groups, (groups·N, 4): group-major, the N
                                     ground-truth boxes of the batch image by image (conditioned queries)
     "{task}/match_points/{set}"     uniform points of the matcher's mask costs, (1, P, 2) per image
     "{task}/mask_points/{set}"      point sampling of the mask losses: the oversampled candidates (M, kP, 2),
