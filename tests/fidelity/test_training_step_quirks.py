@@ -8,11 +8,14 @@ from the official records alone, that the clean defaults would differ on the sam
 - MODEL.DECODER.DET_INTERM_KEEP_BACKGROUND: the official matcher pairs Objects365 boxes with background queries of
   the encoder proposals (clean: foreground queries only).
 - Reference text normalisation: detection names keep "a-b" (clean "consistent" mode rewrites them as "b a").
+- MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE: with images padded to the size divisibility (e.g. 300 px ->
+  320), the official targets divide boxes by the unpadded image size (clean: by the padded size).
 """
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.fidelity.training_step_replay import FIXTURES, load_fixture, unpacked_masks
 
@@ -65,3 +68,17 @@ def test_fixture_masks_are_the_padded_batch_masks(name):
         masks, padded = unpacked_masks(item), unpacked_masks(target)
         height, width = masks.shape[-2:]
         assert (padded[:, :height, :width] == masks).all() and not padded[:, height:].any()
+
+
+def test_official_target_boxes_are_normalised_by_the_unpadded_image():
+    padded_cases = 0
+    for name in _with_task("seg"):
+        fixture = load_fixture(name)
+        for item, target in zip(fixture["batch"]["coco"], fixture["targets"]["seg"]):
+            height, width = item["image"].shape[-2:]
+            x0, y0, x1, y1 = item["boxes"].unbind(-1)
+            cxcywh = torch.stack(((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), dim=-1)
+            expected = cxcywh / torch.tensor([width, height, width, height], dtype=torch.float32)
+            torch.testing.assert_close(target["boxes"].float(), expected, rtol=0, atol=1e-6)
+            padded_cases += height % 32 != 0 or width % 32 != 0
+    assert padded_cases > 0, "no fixture with padding: the flag's effect is not shown"
