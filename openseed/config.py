@@ -126,6 +126,10 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.DECODER.IMPORTANCE_SAMPLE_RATIO = 0.75
     # Training-time quirks of the reference (preface 3): clean defaults, True reproduces the reference.
     cfg.MODEL.DECODER.DET_INTERM_KEEP_BACKGROUND = False  # reference matches O365 boxes to bg queries in interm
+    # > 0: the decoupled matcher treats class ids below it as things (the reference hard-codes 80, COCO's thing
+    # count, whatever the vocabulary); 0: the vocabulary's thing flags
+    cfg.MODEL.DECODER.REFERENCE_THING_ID_BOUND = 0
+    cfg.MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE = False  # True: GT boxes / unpadded image size (reference)
     # Objects365 mask assistance through conditioned mask decoding (spec §6.3 design; not in the official code)
     cfg.MODEL.DECODER.O365_MASK_ASSIST = False
     cfg.MODEL.DECODER.O365_MASK_NEGATIVE = True  # official key `mask_neg_o365`, read nowhere in the reference

@@ -21,6 +21,7 @@ from torch import nn
 from openseed.losses.loss_terms import box_giou_sum, box_l1_sum, point_sampled_mask_sums, sigmoid_focal_loss
 from openseed.losses.mask_assist import MaskAssistSettings, build_pseudo_targets
 from openseed.losses.matcher import HungarianMatcher, MatchIndices
+from openseed.utils.random_draws import TrainingDraws
 
 TASKS = ("seg", "det")
 TERMS = ("mask_cls", "mask_bce", "mask_dice", "bbox", "giou")
@@ -131,7 +132,8 @@ class SetCriterion(nn.Module):
             "assist_matcher": assist_matcher,
         }
 
-    def forward(self, outputs: dict, targets: list[dict], task: str, num_foreground: int) -> dict[str, torch.Tensor]:
+    def forward(self, outputs: dict, targets: list[dict], task: str, num_foreground: int,
+                draws: TrainingDraws | None = None) -> dict[str, torch.Tensor]:
         """Weighted losses of one batch.
 
         Args:
@@ -144,12 +146,15 @@ class SetCriterion(nn.Module):
                 "masks" (N, Hpad, Wpad) float (`seg`), "is_thing" (N,) bool (`seg` with background queries).
             task: "seg" or "det".
             num_foreground: queries [0, num_foreground) are foreground, the rest background.
+            draws: source of the point-sampling draws, keys "match_points/{set}" and "mask_points/{set}" with {set}
+                the key suffix without its leading "_" (default: fresh draws).
         Returns:
             {key: weighted scalar loss}, keys as in the module docstring.
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         self._check_targets(outputs, targets, task)
+        draws = draws or TrainingDraws()
         num_masks = average_num_targets(targets, outputs["pred_logits"].device)
         assist_targets = None
         if task == "det" and self.mask_assist is not None:
@@ -161,14 +166,16 @@ class SetCriterion(nn.Module):
         losses = {}
         for layer, prediction in enumerate(layer_sets):
             losses.update(
-                self._matching_losses(prediction, targets, task, num_foreground, num_masks, assist_targets, f"_{layer}")
+                self._matching_losses(prediction, targets, task, num_foreground, num_masks, assist_targets, f"_{layer}",
+                                      draws)
             )
         if "interm_outputs" in outputs:
             interm = outputs["interm_outputs"]
             if task == "det" and not self.det_interm_keep_background:
                 interm = {k: v[:, :num_foreground] for k, v in interm.items() if torch.is_tensor(v)}
             losses.update(
-                self._matching_losses(interm, targets, task, num_foreground, num_masks, assist_targets, "_0_interm")
+                self._matching_losses(interm, targets, task, num_foreground, num_masks, assist_targets, "_0_interm",
+                                      draws)
             )
         if self.dn_enabled:
             dn_outputs = outputs.get("dn_outputs")
@@ -182,7 +189,8 @@ class SetCriterion(nn.Module):
                 if dn_sets is None:
                     losses.update(self._zero_losses(prediction, task, suffix))
                 else:
-                    losses.update(self._dn_losses(dn_sets[layer], outputs["dn_meta"], targets, task, num_masks, suffix))
+                    losses.update(self._dn_losses(dn_sets[layer], outputs["dn_meta"], targets, task, num_masks, suffix,
+                                                  draws))
         return losses
 
     def _check_targets(self, outputs: dict, targets: list[dict], task: str) -> None:
@@ -228,10 +236,12 @@ class SetCriterion(nn.Module):
         }
 
     def _mask_terms(
-        self, pred_masks: torch.Tensor, mask_targets: list[torch.Tensor], target_ids: list[torch.Tensor], normaliser: float
+        self, pred_masks: torch.Tensor, mask_targets: list[torch.Tensor], target_ids: list[torch.Tensor],
+        normaliser: float, draws: TrainingDraws, suffix: str,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         bce, dice = point_sampled_mask_sums(
-            pred_masks, mask_targets, target_ids, self.num_points, self.oversample_ratio, self.importance_sample_ratio
+            pred_masks, mask_targets, target_ids, self.num_points, self.oversample_ratio, self.importance_sample_ratio,
+            draws, f"mask_points/{suffix[1:]}",
         )
         return bce / normaliser, dice / normaliser
 
@@ -244,17 +254,22 @@ class SetCriterion(nn.Module):
         num_masks: float,
         assist_targets: list[dict] | None,
         suffix: str,
+        draws: TrainingDraws,
     ) -> dict[str, torch.Tensor]:
         """Match one prediction set and compute its class, box (and mask / assist) losses."""
         logits = prediction["pred_logits"]
+        match_key = f"match_points/{suffix[1:]}"
         if task == "seg":
-            indices = self.matcher(prediction, targets, use_masks=True, num_foreground=num_foreground)
+            indices = self.matcher(prediction, targets, use_masks=True, num_foreground=num_foreground, draws=draws,
+                                   key=match_key)
         elif assist_targets is not None:
             if "pred_masks" not in prediction:
                 raise ValueError(f"O365 mask assistance needs 'pred_masks' in every det prediction set (set {suffix})")
-            indices = self.assist_matcher(prediction, assist_targets, use_masks=True, num_foreground=None)
+            indices = self.assist_matcher(prediction, assist_targets, use_masks=True, num_foreground=None,
+                                          draws=draws, key=match_key)
         else:
-            indices = self.matcher(prediction, targets, use_masks=False, num_foreground=None)
+            indices = self.matcher(prediction, targets, use_masks=False, num_foreground=None, draws=draws,
+                                   key=match_key)
 
         images, queries = _flat_index(indices, logits.device)
         labels = torch.cat([t["labels"][j.to(t["labels"].device)] for t, (_, j) in zip(targets, indices)])
@@ -268,15 +283,16 @@ class SetCriterion(nn.Module):
         if task == "seg":
             terms["mask_bce"], terms["mask_dice"] = self._mask_terms(
                 prediction["pred_masks"][images, queries], [t["masks"] for t in targets],
-                [j for _, j in indices], num_masks,
+                [j for _, j in indices], num_masks, draws, suffix,
             )
         losses = self._weighted(terms, suffix)
         if assist_targets is not None and self.mask_assist.loss_weight > 0:
-            losses.update(self._assist_losses(prediction, assist_targets, indices, num_masks, suffix))
+            losses.update(self._assist_losses(prediction, assist_targets, indices, num_masks, suffix, draws))
         return losses
 
     def _assist_losses(
-        self, prediction: dict, assist_targets: list[dict], indices: MatchIndices, num_masks: float, suffix: str
+        self, prediction: dict, assist_targets: list[dict], indices: MatchIndices, num_masks: float, suffix: str,
+        draws: TrainingDraws,
     ) -> dict[str, torch.Tensor]:
         """Pseudo-mask loss on matched foreground queries whose GT has a valid pseudo-mask."""
         kept = []
@@ -286,13 +302,14 @@ class SetCriterion(nn.Module):
         images, queries = _flat_index(kept, prediction["pred_logits"].device)
         bce, dice = self._mask_terms(
             prediction["pred_masks"][images, queries], [t["masks"] for t in assist_targets],
-            [j for _, j in kept], num_masks,
+            [j for _, j in kept], num_masks, draws, f"{suffix}_assist",
         )
         scale = self.mask_assist.loss_scale(self.iteration)
         return self._weighted({"assist_bce": bce, "assist_dice": dice}, suffix, scale)
 
     def _dn_losses(
-        self, prediction: dict, dn_meta: dict, targets: list[dict], task: str, num_masks: float, suffix: str
+        self, prediction: dict, dn_meta: dict, targets: list[dict], task: str, num_masks: float, suffix: str,
+        draws: TrainingDraws,
     ) -> dict[str, torch.Tensor]:
         """Conditioned-query losses without matching (spec §7.5): slot g·G + j of image i ↔ GT j of image i.
 
@@ -326,6 +343,6 @@ class SetCriterion(nn.Module):
         if task == "seg":
             terms["mask_bce"], terms["mask_dice"] = self._mask_terms(
                 prediction["pred_masks"][images, slots], [t["masks"] for t in targets],
-                [j for _, j in indices], normaliser,
+                [j for _, j in indices], normaliser, draws, suffix,
             )
         return self._weighted(terms, suffix)

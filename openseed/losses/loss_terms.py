@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from openseed.losses.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
 from openseed.losses.point_sampling import importance_points, point_sample
+from openseed.utils.random_draws import TrainingDraws
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
@@ -71,6 +72,8 @@ def point_sampled_mask_sums(
     num_points: int,
     oversample_ratio: float,
     importance_sample_ratio: float,
+    draws: TrainingDraws | None = None,
+    key: str = "mask_points",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BCE and dice sums of M paired masks on importance-sampled points (computed in fp32).
 
@@ -81,6 +84,7 @@ def point_sampled_mask_sums(
         pred_masks: (M, h, w) mask logits of the paired predictions, image by image.
         target_masks: per image (N_b, H, W) targets in [0, 1], any resolution (same normalised coordinates).
         target_ids: per image (M_b,) int64 indices into that image's targets; Σ M_b = M, in the order of `pred_masks`.
+        draws, key: source of the point-sampling draws (`importance_points`); default: fresh draws.
     Returns:
         (bce_sum, dice_sum) scalars, see `mask_bce_sum` / `mask_dice_sum`; zeros (with graph) when M = 0.
     """
@@ -88,7 +92,7 @@ def point_sampled_mask_sums(
         zero = pred_masks.sum() * 0.0
         return zero, zero
     pred_masks = pred_masks.float()[:, None]
-    coords = importance_points(pred_masks, num_points, oversample_ratio, importance_sample_ratio)
+    coords = importance_points(pred_masks, num_points, oversample_ratio, importance_sample_ratio, draws, key)
     point_targets = []
     start = 0
     with torch.no_grad():

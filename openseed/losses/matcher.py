@@ -21,7 +21,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from openseed.losses.costs import focal_class_cost, giou_box_cost, l1_box_cost, mask_bce_cost, mask_dice_cost
-from openseed.losses.point_sampling import point_sample, uniform_points
+from openseed.losses.point_sampling import point_sample
+from openseed.utils.random_draws import TrainingDraws
 
 MatchIndices = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -50,12 +51,16 @@ class HungarianMatcher(nn.Module):
         num_points: int,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        reference_thing_id_bound: int = 0,
     ):
         """
         Args:
             cost_class, cost_mask, cost_dice, cost_box, cost_giou: weights of the cost terms.
             num_points: uniform points per image for the mask costs (12,544 in the reference).
             focal_alpha, focal_gamma: parameters of the focal class cost.
+            reference_thing_id_bound: reference quirk — when > 0, the thing/stuff split takes class ids below it as
+                things (the official matcher hard-codes 80, COCO's thing count, for every vocabulary); 0 uses the
+                targets' "is_thing" flags.
         """
         super().__init__()
         self.cost_class = cost_class
@@ -66,6 +71,7 @@ class HungarianMatcher(nn.Module):
         self.num_points = num_points
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
+        self.reference_thing_id_bound = reference_thing_id_bound
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -79,9 +85,11 @@ class HungarianMatcher(nn.Module):
             "num_points": dec.TRAIN_NUM_POINTS,
             "focal_alpha": dec.FOCAL_ALPHA,
             "focal_gamma": dec.FOCAL_GAMMA,
+            "reference_thing_id_bound": dec.REFERENCE_THING_ID_BOUND,
         }
 
-    def cost_matrix(self, outputs: dict, target: dict, image: int, use_masks: bool) -> torch.Tensor:
+    def cost_matrix(self, outputs: dict, target: dict, image: int, use_masks: bool,
+                    draws: TrainingDraws | None = None, key: str = "match_points") -> torch.Tensor:
         """Total (Q, N) fp32 cost of image `image`; see `forward` for the inputs."""
         labels = target["labels"]
         cost = self.cost_class * focal_class_cost(
@@ -92,7 +100,7 @@ class HungarianMatcher(nn.Module):
         cost = cost + self.cost_giou * giou_box_cost(pred_boxes, target["boxes"])
         if use_masks:
             pred_masks = outputs["pred_masks"][image].float()
-            coords = uniform_points(1, self.num_points, pred_masks.device)
+            coords = (draws or TrainingDraws()).uniform(key, (1, self.num_points, 2), pred_masks.device)
             pred_points = point_sample(pred_masks[None], coords)[0]
             target_points = point_sample(target["masks"].float()[None], coords)[0]
             mask_cost = self.cost_mask * mask_bce_cost(pred_points, target_points)
@@ -104,7 +112,8 @@ class HungarianMatcher(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, outputs: dict, targets: list[dict], *, use_masks: bool, num_foreground: int | None
+        self, outputs: dict, targets: list[dict], *, use_masks: bool, num_foreground: int | None,
+        draws: TrainingDraws | None = None, key: str = "match_points",
     ) -> MatchIndices:
         """Match every image of the batch.
 
@@ -121,6 +130,7 @@ class HungarianMatcher(nn.Module):
             use_masks: add the point-sampled BCE and dice costs.
             num_foreground: queries [0, num_foreground) are foreground; if it is smaller than Q the thing/stuff
                 split applies. None (or >= Q) matches every target to every query.
+            draws, key: source of the mask-cost points, one (1, P, 2) draw per image with targets (default: fresh).
         Returns:
             B pairs (query_indices, target_indices) of int64 CPU tensors of equal length min(Q, N) (fewer if a split
             group has more targets than queries), sorted by query index.
@@ -136,12 +146,15 @@ class HungarianMatcher(nn.Module):
                 indices.append((empty, empty))
                 continue
             with torch.autocast(device_type=outputs["pred_logits"].device.type, enabled=False):
-                cost = self.cost_matrix(outputs, target, image, use_masks).cpu()
+                cost = self.cost_matrix(outputs, target, image, use_masks, draws, key).cpu()
             if not torch.isfinite(cost).all():
                 raise FloatingPointError(f"non-finite matching cost for image {image}: predictions contain NaN/inf")
             all_targets = torch.arange(num_targets)
             if split:
-                is_thing = target["is_thing"].cpu().bool()
+                if self.reference_thing_id_bound > 0:
+                    is_thing = target["labels"].cpu() < self.reference_thing_id_bound
+                else:
+                    is_thing = target["is_thing"].cpu().bool()
                 fg_q, fg_t = _solve(cost, all_queries[:num_foreground], all_targets[is_thing])
                 bg_q, bg_t = _solve(cost, all_queries[num_foreground:], all_targets[~is_thing])
                 query_ids, target_ids = torch.cat([fg_q, bg_q]), torch.cat([fg_t, bg_t])

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from openseed.utils.random_draws import TrainingDraws
+
 
 def point_sample(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """Bilinearly sample `maps` (N, C, H, W) at `coords` (N, P, 2) in [0, 1]² -> (N, C, P)."""
@@ -17,13 +19,9 @@ def point_sample(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(maps, grid, mode="bilinear", align_corners=False).squeeze(3)
 
 
-def uniform_points(num_sets: int, num_points: int, device: torch.device | str) -> torch.Tensor:
-    """Uniform random points: (num_sets, num_points, 2) fp32 in [0, 1]²."""
-    return torch.rand(num_sets, num_points, 2, device=device)
-
-
 def importance_points(
-    logits: torch.Tensor, num_points: int, oversample_ratio: float, importance_sample_ratio: float
+    logits: torch.Tensor, num_points: int, oversample_ratio: float, importance_sample_ratio: float,
+    draws: TrainingDraws | None = None, key: str = "mask_points",
 ) -> torch.Tensor:
     """Points concentrated where the mask is uncertain (|logit| small), plus uniform points.
 
@@ -33,6 +31,7 @@ def importance_points(
 
     Args:
         logits: (N, 1, h, w) mask logits; no gradient flows into the point choice.
+        draws, key: source of the two uniform draws (candidates, then fresh points); default: fresh draws.
     Returns:
         (N, num_points, 2) fp32 coordinates in [0, 1]².
     """
@@ -43,10 +42,11 @@ def importance_points(
     num_masks = logits.shape[0]
     num_candidates = int(num_points * oversample_ratio)
     with torch.no_grad():
-        candidates = uniform_points(num_masks, num_candidates, logits.device)
+        draws = draws or TrainingDraws()
+        candidates = draws.uniform(key, (num_masks, num_candidates, 2), logits.device)
         uncertainty = -point_sample(logits.detach().float(), candidates)[:, 0].abs()
         num_uncertain = int(importance_sample_ratio * num_points)
         top = uncertainty.topk(num_uncertain, dim=1).indices
         chosen = torch.gather(candidates, 1, top[..., None].expand(-1, -1, 2))
-        fresh = uniform_points(num_masks, num_points - num_uncertain, logits.device)
+        fresh = draws.uniform(key, (num_masks, num_points - num_uncertain, 2), logits.device)
         return torch.cat([chosen, fresh], dim=1)

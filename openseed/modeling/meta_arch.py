@@ -27,6 +27,7 @@ from openseed.modeling.postprocessing import (
     resize_mask_logits,
 )
 from openseed.modeling.targets import build_targets
+from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary
 
 GENERIC_PROMPT_VOCABULARY = Vocabulary.from_names(["object"])
@@ -70,6 +71,7 @@ class OpenSeeD(nn.Module):
         input_format: str,
         default_tasks: tuple[str, ...],
         postprocess_settings: PostprocessSettings,
+        target_boxes_by_image_size: bool = False,
     ):
         super().__init__()
         if input_format not in ("RGB", "BGR"):
@@ -84,6 +86,7 @@ class OpenSeeD(nn.Module):
         self.input_format = input_format
         self.default_tasks = default_tasks
         self.postprocess_settings = postprocess_settings
+        self.target_boxes_by_image_size = target_boxes_by_image_size
 
     @classmethod
     def from_config(cls, cfg):
@@ -102,6 +105,7 @@ class OpenSeeD(nn.Module):
             "input_format": cfg.INPUT.FORMAT,
             "default_tasks": default_tasks,
             "postprocess_settings": PostprocessSettings.from_config(cfg),
+            "target_boxes_by_image_size": cfg.MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE,
         }
 
     @property
@@ -112,11 +116,13 @@ class OpenSeeD(nn.Module):
     def lang_encoder(self) -> nn.Module:
         return self.sem_seg_head.predictor.lang_encoder
 
-    def forward(self, batched_inputs, vocabulary: Vocabulary | None = None, task=None):
-        """Training: {dataset_name: list[dict]} (or a list = the first training dataset) -> weighted losses.
+    def forward(self, batched_inputs, vocabulary: Vocabulary | None = None, task=None,
+                draws: TrainingDraws | None = None):
+        """Training: {dataset_name: list[dict]} (or a list = the first training dataset) -> weighted losses; every
+        random draw comes from `draws` under keys prefixed by the dataset's task (default: fresh draws).
         Inference: list[dict] with a `vocabulary` -> one result dict per image (see docs/architecture.md)."""
         if self.training:
-            return self._training_losses(batched_inputs, vocabulary)
+            return self._training_losses(batched_inputs, vocabulary, draws or TrainingDraws())
         return self.inference(batched_inputs, vocabulary, task)
 
     def bind(self, vocabulary: Vocabulary, task=None) -> BoundOpenSeeD:
@@ -140,7 +146,8 @@ class OpenSeeD(nn.Module):
             images.append((image - self.pixel_mean) / self.pixel_std)
         return ImageList.from_tensors(images, self.size_divisibility)
 
-    def _training_losses(self, batched_inputs, vocabulary: Vocabulary | None) -> dict[str, Tensor]:
+    def _training_losses(self, batched_inputs, vocabulary: Vocabulary | None,
+                         draws: TrainingDraws) -> dict[str, Tensor]:
         if not isinstance(batched_inputs, dict):
             first = next(iter(self.train_datasets))
             batched_inputs = {first: batched_inputs}
@@ -153,21 +160,22 @@ class OpenSeeD(nn.Module):
                 continue
             dataset = self.train_datasets[name]
             vocab = vocabulary or Vocabulary.from_metadata(MetadataCatalog.get(name))
-            for key, value in self._dataset_losses(batch, vocab, dataset.task).items():
+            for key, value in self._dataset_losses(batch, vocab, dataset.task, draws.scoped(dataset.task)).items():
                 losses[f"{name}.{key}"] = value * dataset.loss_weight
         return losses
 
-    def _dataset_losses(self, batch: list[dict], vocabulary: Vocabulary, task: str) -> dict[str, Tensor]:
+    def _dataset_losses(self, batch: list[dict], vocabulary: Vocabulary, task: str,
+                        draws: TrainingDraws) -> dict[str, Tensor]:
         missing = [i for i, item in enumerate(batch) if "instances" not in item]
         if missing:
             raise ValueError(f"training inputs {missing} have no 'instances'")
         images = self.preprocess(batch)
         features = self.backbone(images.tensor)
-        text = self.lang_encoder.embed_vocabulary(vocabulary, train=True)
+        text = self.lang_encoder.embed_vocabulary(vocabulary, train=True, draws=draws, task=task)
         targets = build_targets([item["instances"] for item in batch], tuple(images.tensor.shape[-2:]), task,
-                                vocabulary, self.device)
-        outputs = self.sem_seg_head(features, text, targets=targets, task=task)
-        return self.criterion(outputs, targets, task, outputs["num_foreground"])
+                                vocabulary, self.device, self.target_boxes_by_image_size)
+        outputs = self.sem_seg_head(features, text, targets=targets, task=task, draws=draws)
+        return self.criterion(outputs, targets, task, outputs["num_foreground"], draws=draws)
 
     def _check_vocabulary(self, vocabulary) -> Vocabulary:
         if vocabulary is None or len(vocabulary) == 0:

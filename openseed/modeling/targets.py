@@ -3,7 +3,8 @@
 Per image: {"labels": int64[N], "boxes": float[N, 4] (cx, cy, w, h) normalised by the padded batch size,
 "masks": float[N, Hpad, Wpad] (task "seg" only, zero outside the image), "is_thing": bool[N]}.
 Boxes are normalised by the padded batch tensor size — the frame in which the model predicts boxes at inference
-(spec §7.3 [DESIGN], §14 item 28).
+(spec §7.3 [DESIGN], §14 item 28). `boxes_by_image_size=True` (MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE)
+reproduces the reference, which divides by each image's own unpadded size (the same when no padding is added).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _mask_tensor(masks) -> Tensor:
 
 
 def instances_to_target(instances: Instances, padded_size: tuple[int, int], task: str, vocabulary: Vocabulary,
-                        device: torch.device) -> dict[str, Tensor]:
+                        device: torch.device, boxes_by_image_size: bool = False) -> dict[str, Tensor]:
     """One image's target dict (see the module docstring).
 
     Args:
@@ -33,6 +34,7 @@ def instances_to_target(instances: Instances, padded_size: tuple[int, int], task
             image canvas) and, for task "seg", `gt_masks` (BitMasks or N×H×W, H×W ≤ padded size).
         padded_size: (Hpad, Wpad) of the batch tensor.
         task: "seg" or "det".
+        boxes_by_image_size: normalise boxes by `instances.image_size` instead of the padded size (reference).
     """
     if not instances.has("gt_classes") or not instances.has("gt_boxes"):
         raise ValueError(f"training instances need gt_classes and gt_boxes, got fields {list(instances.get_fields())}")
@@ -43,7 +45,8 @@ def instances_to_target(instances: Instances, padded_size: tuple[int, int], task
     xyxy = instances.gt_boxes.tensor.to(device=device, dtype=torch.float32)
     cxcywh = torch.stack(((xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2,
                           xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]), dim=-1)
-    scale = torch.tensor([pad_w, pad_h, pad_w, pad_h], dtype=torch.float32, device=device)
+    frame_h, frame_w = instances.image_size if boxes_by_image_size else padded_size
+    scale = torch.tensor([frame_w, frame_h, frame_w, frame_h], dtype=torch.float32, device=device)
     is_thing = torch.as_tensor(vocabulary.is_thing, dtype=torch.bool, device=device)[labels]
     target = {"labels": labels, "boxes": cxcywh / scale, "is_thing": is_thing}
     if task == "seg":
@@ -60,8 +63,9 @@ def instances_to_target(instances: Instances, padded_size: tuple[int, int], task
 
 
 def build_targets(instances: list[Instances], padded_size: tuple[int, int], task: str, vocabulary: Vocabulary,
-                  device: torch.device) -> list[dict[str, Tensor]]:
+                  device: torch.device, boxes_by_image_size: bool = False) -> list[dict[str, Tensor]]:
     """`instances_to_target` for every image of a batch."""
     if task not in ("seg", "det"):
         raise ValueError(f"training task must be 'seg' or 'det', got {task!r}")
-    return [instances_to_target(inst, padded_size, task, vocabulary, device) for inst in instances]
+    return [instances_to_target(inst, padded_size, task, vocabulary, device, boxes_by_image_size)
+            for inst in instances]

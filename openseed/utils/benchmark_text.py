@@ -19,6 +19,7 @@ from tabulate import tabulate
 
 from openseed.config import setup_cfg
 from openseed.modeling.text import LanguageEncoder
+from openseed.utils.random_draws import TrainingDraws
 
 from .benchmark_common import StageTimer, median, run_isolated, timed_runs
 from .benchmark_eval import DEFAULT_CONFIG, add_common_model_arguments, model_opts
@@ -61,14 +62,14 @@ def text_case(*, config_file: str, opts: list[str], weights: str, seed: int, voc
     encoder = LanguageEncoder(cfg)
     vocabulary = benchmark_vocabulary(vocab)
     encoder.train(mode == "train")
-    generator = torch.Generator().manual_seed(seed)
+    draws = TrainingDraws(torch.Generator().manual_seed(seed))
     timer = StageTimer()
 
     def step():
         if mode == "train":
             encoder.zero_grad(set_to_none=True)
             with timer.stage("forward"):
-                embeddings = encoder.embed_vocabulary(vocabulary, train=True, generator=generator)
+                embeddings = encoder.embed_vocabulary(vocabulary, train=True, draws=draws)
             with timer.stage("backward"):
                 embeddings.sum().backward()
         else:

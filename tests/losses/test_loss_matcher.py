@@ -114,6 +114,22 @@ def test_decoupled_split_is_respected(seed):
         assert len(set(queries.tolist())) == len(queries)
 
 
+def test_reference_thing_id_bound_splits_by_class_id():
+    # quirk flag: the reference takes class ids below 80 as things whatever the vocabulary says
+    torch.manual_seed(0)
+    num_foreground = 6
+    outputs = prediction_set(1, 10, 5, 8, requires_grad=False)
+    target = make_targets([5], classes=5, thing_classes=2, seed=3)[0]
+    assert not target["is_thing"].all()
+    quirk = HungarianMatcher(**WEIGHTS, num_points=64, reference_thing_id_bound=80)
+    (queries, _), = quirk(outputs, [target], use_masks=True, num_foreground=num_foreground)
+    assert len(queries) == 5 and (queries < num_foreground).all()  # every id < 80: all on foreground queries
+    bound = HungarianMatcher(**WEIGHTS, num_points=64, reference_thing_id_bound=2)
+    (queries, target_ids), = bound(outputs, [target], use_masks=True, num_foreground=num_foreground)
+    below = target["labels"][target_ids] < 2
+    assert (queries[below] < num_foreground).all() and (queries[~below] >= num_foreground).all()
+
+
 def test_no_split_without_background_queries():
     # non-decoupled model: Q == num_foreground; stuff targets must still be matched (spec §14 item 11 fixed)
     torch.manual_seed(0)

@@ -33,6 +33,12 @@ def test_boxes_are_normalised_by_the_padded_size_and_masks_padded():
     assert target["masks"][:, :, 80:].sum() == 0
 
 
+def test_reference_boxes_are_normalised_by_the_image_size():
+    target = instances_to_target(_instances(), (64, 96), "seg", VOCAB, torch.device("cpu"), boxes_by_image_size=True)
+    assert torch.allclose(target["boxes"][0], torch.tensor([20 / 80, 40 / 60, 20 / 80, 40 / 60]))
+    assert target["masks"].shape == (2, 64, 96)
+
+
 def test_det_targets_have_no_masks_and_plain_tensor_masks_work():
     det = build_targets([_instances(False)], (64, 96), "det", VOCAB, torch.device("cpu"))[0]
     assert "masks" not in det and det["boxes"].shape == (2, 4)

@@ -5,6 +5,7 @@ import torch
 from openseed.config import get_cfg
 from openseed.engine.optimizer import param_rules
 from openseed.modeling.text import LanguageEncoder
+from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary
 
 VOCAB = Vocabulary.from_names(["red circle", "blue square", "green star"])
@@ -39,16 +40,16 @@ def test_features_are_computed_once_per_prompt_and_match_direct_encoding():
     calls = []
     encoder.lang_encoder.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
     generator = torch.Generator().manual_seed(0)
-    first = encoder.embed_vocabulary(VOCAB, train=True, generator=generator)
+    first = encoder.embed_vocabulary(VOCAB, train=True, draws=TrainingDraws(generator))
     assert calls == [3]
     generator = torch.Generator().manual_seed(0)
-    again = encoder.embed_vocabulary(VOCAB, train=True, generator=generator)  # same templates: nothing encoded
+    again = encoder.embed_vocabulary(VOCAB, train=True, draws=TrainingDraws(generator))  # same templates: nothing encoded
     assert calls == [3]
     torch.testing.assert_close(again, first)
-    prompts, _ = encoder._training_prompts(VOCAB.names, torch.Generator().manual_seed(0))
+    prompts, _ = encoder.training_prompts(VOCAB.names, TrainingDraws(torch.Generator().manual_seed(0)))
     direct = _encoder(freeze=False).eval()._encode_prompts(prompts)
     torch.testing.assert_close(first, direct, atol=1e-5, rtol=1e-5)
 
     encoder.load_state_dict(encoder.state_dict())  # new weights: the kept features are dropped
-    encoder.embed_vocabulary(VOCAB, train=True, generator=torch.Generator().manual_seed(0))
+    encoder.embed_vocabulary(VOCAB, train=True, draws=TrainingDraws(torch.Generator().manual_seed(0)))
     assert calls == [3, 3]

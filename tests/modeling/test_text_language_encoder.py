@@ -8,6 +8,7 @@ import torch
 from openseed.config import get_cfg
 from openseed.modeling.text import ClipTextTransformer, LanguageEncoder, clip_tokenizer
 from openseed.modeling.text.prompts import PROMPT_TEMPLATES
+from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary
 
 CONTEXT, WIDTH, DIM = 24, 32, 16
@@ -84,9 +85,9 @@ def test_consistent_eval_averages_synonyms_and_rewrites_hyphens(monkeypatch):
 def test_training_prompts_are_random_per_class_with_synonyms(monkeypatch):
     encoder = make_encoder("reference").train()
     prompts = recorded_prompts(encoder, monkeypatch)
-    first = encoder.embed_vocabulary(VOCAB, train=True, generator=torch.Generator().manual_seed(1))
-    again = encoder.embed_vocabulary(VOCAB, train=True, generator=torch.Generator().manual_seed(1))
-    other = encoder.embed_vocabulary(VOCAB, train=True, generator=torch.Generator().manual_seed(2))
+    first = encoder.embed_vocabulary(VOCAB, train=True, draws=TrainingDraws(torch.Generator().manual_seed(1)))
+    again = encoder.embed_vocabulary(VOCAB, train=True, draws=TrainingDraws(torch.Generator().manual_seed(1)))
+    other = encoder.embed_vocabulary(VOCAB, train=True, draws=TrainingDraws(torch.Generator().manual_seed(2)))
     assert prompts[0] == prompts[1] != prompts[2]
     torch.testing.assert_close(first, again)
     assert (first - other).abs().amax() > 1e-3
@@ -94,7 +95,7 @@ def test_training_prompts_are_random_per_class_with_synonyms(monkeypatch):
     assert "brick wall" in prompts[0][3]  # reference-train rewrites "a-b" as "b a"
     seen_synonyms = set()
     for seed in range(20):
-        encoder.embed_vocabulary(VOCAB, train=True, generator=torch.Generator().manual_seed(seed))
+        encoder.embed_vocabulary(VOCAB, train=True, draws=TrainingDraws(torch.Generator().manual_seed(seed)))
         words = set(re.findall(r"[a-z]+", prompts[-1][2]))
         assert ("moniter" in words) != ("tv" in words)
         seen_synonyms.add("moniter" if "moniter" in words else "tv")
@@ -104,7 +105,7 @@ def test_training_prompts_are_random_per_class_with_synonyms(monkeypatch):
 def test_training_embeddings_have_gradients_and_match_full_context():
     encoder = make_encoder().train()
     generator = torch.Generator().manual_seed(3)
-    embeddings = encoder.embed_vocabulary(VOCAB, train=True, generator=generator)
+    embeddings = encoder.embed_vocabulary(VOCAB, train=True, draws=TrainingDraws(generator))
     assert embeddings.requires_grad
     (embeddings * torch.randn_like(embeddings)).sum().backward()
     for name in (
@@ -116,7 +117,7 @@ def test_training_embeddings_have_gradients_and_match_full_context():
     ):
         grad = dict(encoder.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
-    prompts, _ = encoder._training_prompts(VOCAB.names, torch.Generator().manual_seed(3))
+    prompts, _ = encoder.training_prompts(VOCAB.names, TrainingDraws(torch.Generator().manual_seed(3)))
     with torch.no_grad():
         for row, prompt in enumerate(prompts):
             torch.testing.assert_close(
@@ -229,3 +230,16 @@ def test_from_config_and_config_errors():
     cfg.DATASETS.CLASS_NAME_NORMALISATION = "sloppy"
     with pytest.raises(ValueError, match="CLASS_NAME_NORMALISATION"):
         LanguageEncoder(cfg)
+
+
+def test_reference_detection_training_names_keep_their_words():
+    """The official code rewrites "a-b" as "b a" for its COCO training names only, not for Objects365 ones."""
+    encoder = make_encoder("reference").train()
+    names = ("Hot-air balloon", "wall-brick")
+    seg, _ = encoder.training_prompts(names, TrainingDraws(torch.Generator().manual_seed(0)), "seg")
+    det, _ = encoder.training_prompts(names, TrainingDraws(torch.Generator().manual_seed(0)), "det")
+    assert "air balloon Hot" in seg[0] and "brick wall" in seg[1]
+    assert "Hot-air balloon" in det[0] and "wall-brick" in det[1]
+    consistent = make_encoder("consistent").train()
+    det, _ = consistent.training_prompts(names, TrainingDraws(torch.Generator().manual_seed(0)), "det")
+    assert "air balloon Hot" in det[0] and "brick wall" in det[1]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from openseed.modeling.decoder.deformable_decoder import inverse_sigmoid
+from openseed.utils.random_draws import TrainingDraws
 
 
 @dataclass
@@ -53,15 +54,18 @@ class BoxPrompts:
     text_embeddings: Tensor | None = None
 
 
-def noise_boxes(boxes: Tensor, noise_scale: float) -> Tensor:
+def noise_boxes(boxes: Tensor, noise_scale: float, uniform: Tensor | None = None) -> Tensor:
     """Uniform box noise: cx, cy move by up to noise_scale·w/2, noise_scale·h/2; w, h by up to noise_scale·w, ·h.
 
-    boxes N×4 (cx, cy, w, h) in [0, 1]; the result is clamped to [0, 1].
+    boxes N×4 (cx, cy, w, h) in [0, 1]; `uniform` N×4 in [0, 1) (default: drawn here); the result is clamped to
+    [0, 1].
     """
     if noise_scale <= 0:
         return boxes
+    if uniform is None:
+        uniform = torch.rand_like(boxes)
     spread = torch.cat((boxes[:, 2:] / 2, boxes[:, 2:]), dim=1)
-    noised = boxes + (torch.rand_like(boxes) * 2 - 1.0) * spread * noise_scale
+    noised = boxes + (uniform * 2 - 1.0) * spread * noise_scale
     return noised.clamp(min=0.0, max=1.0)
 
 
@@ -105,6 +109,7 @@ def build_training_queries(
     dn_num: int,
     noise_scale: float,
     extra_clean_group: bool = False,
+    draws: TrainingDraws | None = None,
 ) -> ConditionedQueries | None:
     """Denoising groups (and optionally one noise-free group after them) built from the targets.
 
@@ -117,6 +122,8 @@ def build_training_queries(
         noise_scale: λ of `noise_boxes`.
         extra_clean_group: append one group with the exact boxes (Objects365 mask assistance); present whenever
             G > 0, even without denoising groups.
+        draws: source of the box noise, key "dn_noise": one (groups·N)×4 uniform draw for the N boxes of the batch
+            (image by image), group-major, as the reference draws it (default: fresh draws).
 
     Returns:
         the block (num_groups includes the clean group; the clean group is the last one), or None when it would be
@@ -130,12 +137,19 @@ def build_training_queries(
     num_groups = num_noised + int(extra_clean_group)
     if num_groups == 0:
         return None
+    all_boxes = torch.cat([t["boxes"] for t in targets]).to(text_embeddings.dtype)
+    noised = all_boxes.repeat(num_noised, 1)
+    if num_noised and noise_scale > 0:
+        uniform = (draws or TrainingDraws()).uniform("dn_noise", tuple(noised.shape), noised.device)
+        noised = noise_boxes(noised, noise_scale, uniform.to(noised.dtype))
+    noised = noised.view(num_noised, len(all_boxes), 4)
+    starts = [0] + torch.tensor(counts).cumsum(0).tolist()
     per_image_content, per_image_boxes = [], []
-    for target in targets:
+    for image, target in enumerate(targets):
         labels = target["labels"]
-        gt_boxes = target["boxes"].to(text_embeddings.dtype)
+        gt_boxes = all_boxes[starts[image]:starts[image + 1]]
         content = text_embeddings[labels] @ lang_mapper
-        group_boxes = [noise_boxes(gt_boxes, noise_scale) for _ in range(num_noised)]
+        group_boxes = list(noised[:, starts[image]:starts[image + 1]].unbind(0))
         if extra_clean_group:
             group_boxes.append(gt_boxes)
         per_image_content.append(content.repeat(num_groups, 1))

@@ -32,6 +32,7 @@ from openseed.modeling.decoder.query_selection import (
     flatten_memory,
     select_top_tokens,
 )
+from openseed.utils.random_draws import TrainingDraws
 
 TASKS = ("seg", "det")
 
@@ -166,8 +167,8 @@ class OpenSeeDDecoder(nn.Module):
         return (torch.cat((content_fg.detach(), content_bg), dim=1),
                 torch.cat((boxes_fg.detach(), boxes_bg), dim=1))
 
-    def _conditioned(self, targets, text_embeddings: Tensor, task: str,
-                     box_prompts: BoxPrompts | None) -> tuple[ConditionedQueries | None, int]:
+    def _conditioned(self, targets, text_embeddings: Tensor, task: str, box_prompts: BoxPrompts | None,
+                     draws: TrainingDraws | None) -> tuple[ConditionedQueries | None, int]:
         """The conditioned block and the number of its queries that are denoising queries."""
         if box_prompts is not None:
             if self.training:
@@ -179,7 +180,8 @@ class OpenSeeDDecoder(nn.Module):
             raise ValueError("training forward needs targets (denoising queries and losses)")
         clean_group = self.o365_mask_assist and task == "det"
         block = build_training_queries(targets, text_embeddings, self.lang_mapper, dn_num=self.dn_num,
-                                       noise_scale=self.dn_noise_scale, extra_clean_group=clean_group)
+                                       noise_scale=self.dn_noise_scale, extra_clean_group=clean_group,
+                                       draws=draws)
         if block is None:
             return None, 0
         return block, block.num_queries - (block.group_size if clean_group else 0)
@@ -192,6 +194,7 @@ class OpenSeeDDecoder(nn.Module):
         targets: list[dict[str, Tensor]] | None = None,
         task: str = "seg",
         box_prompts: BoxPrompts | None = None,
+        draws: TrainingDraws | None = None,
     ) -> dict:
         """Decode one batch.
 
@@ -204,6 +207,7 @@ class OpenSeeDDecoder(nn.Module):
                 kept in "interm_outputs"). With O365 mask assistance, `det` training computes masks too (the
                 criterion matches against pseudo-masks).
             box_prompts: inference only: one noise-free conditioned query per box.
+            draws: training only: source of the denoising box noise (default: fresh draws).
 
         Returns:
             {"pred_logits" B×Q×K, "pred_boxes" B×Q×4, "pred_masks" B×Q×h×w (seg only), "aux_outputs" (DEC_LAYERS
@@ -228,7 +232,7 @@ class OpenSeeDDecoder(nn.Module):
         interm = _prediction_set(interm_logits, matching.boxes_unsigmoid.sigmoid(), interm_masks)
 
         content, boxes_unsigmoid = self._decoder_input(matching, num_foreground)
-        conditioned, num_dn = self._conditioned(targets, text_embeddings, task, box_prompts)
+        conditioned, num_dn = self._conditioned(targets, text_embeddings, task, box_prompts, draws)
         self_attn_mask = None
         num_conditioned = 0
         if conditioned is not None:

@@ -21,6 +21,7 @@ import torch
 from detectron2.config import configurable
 from torch import nn
 
+from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary, normalize_class_name, synonyms
 
 from .clip_transformer import ClipTextTransformer, load_language_weights
@@ -34,6 +35,9 @@ NORMALISATION_MODES = {
     "consistent": ("consistent", "consistent"),
     "reference": ("reference-train", "reference-eval"),
 }
+# The official code rewrites "a-b" as "b a" only for its COCO (segmentation) training names: detection training
+# names keep their words, so in "reference" mode `det` training uses the evaluation normalisation.
+DETECTION_TRAIN_MODES = {"consistent": "consistent", "reference": "reference-eval"}
 
 
 def _clear_cache_after_load(module: LanguageEncoder, incompatible_keys) -> None:
@@ -89,6 +93,7 @@ class LanguageEncoder(nn.Module):
         nn.init.trunc_normal_(self.lang_proj, std=0.02)
         self.logit_scale = nn.Parameter(torch.ones([]))
         self.train_mode, self.eval_mode = NORMALISATION_MODES[class_name_normalisation]
+        self.det_train_mode = DETECTION_TRAIN_MODES[class_name_normalisation]
         self.templates = PROMPT_TEMPLATES
         self.eval_templates = PROMPT_TEMPLATES if prompt_ensemble else PROMPT_TEMPLATES[:1]
         self.cache = EmbeddingCache(cache_dir)
@@ -130,24 +135,26 @@ class LanguageEncoder(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- public API
     def embed_vocabulary(
-        self, vocabulary: Vocabulary, train: bool, generator: torch.Generator | None = None
+        self, vocabulary: Vocabulary, train: bool, draws: TrainingDraws | None = None, task: str = "seg"
     ) -> torch.Tensor:
         """Unit-norm text embeddings K×DIM_PROJ of a vocabulary's classes (row k = class id k).
 
         `train=False`: prompt ensemble, no gradients, cached. `train=True`: one random template (and synonym) per
-        class drawn with `generator` (CPU; default: the global RNG), with gradients.
+        class, drawn from `draws` (keys "templates", "synonyms"; default: fresh draws from the global RNG), with
+        gradients; `task` ("seg" or "det") selects the training normalisation (`DETECTION_TRAIN_MODES`).
         """
         if not isinstance(vocabulary, Vocabulary):
             raise TypeError(f"embed_vocabulary expects an openseed.vocabulary.Vocabulary, got {type(vocabulary)}")
-        return self.embed_names(vocabulary.names, train=train, generator=generator)
+        return self.embed_names(vocabulary.names, train=train, draws=draws, task=task)
 
-    def embed_names(self, names: Sequence[str], train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    def embed_names(self, names: Sequence[str], train: bool, draws: TrainingDraws | None = None,
+                    task: str = "seg") -> torch.Tensor:
         """As `embed_vocabulary`, for bare class names (e.g. the concepts of box-prompted segmentation)."""
         names = tuple(str(n) for n in names)
         if not names:
             raise ValueError("empty vocabulary: there are no class names to embed")
         if train:
-            prompts, template_ids = self._training_prompts(names, generator)
+            prompts, template_ids = self.training_prompts(names, draws or TrainingDraws(), task)
             return self._encode_prompts(prompts, groups=template_ids, reuse_features=self.freeze_encoder)
         return self._cached_eval_embeddings(names)
 
@@ -171,17 +178,19 @@ class LanguageEncoder(nn.Module):
         return self
 
     # -------------------------------------------------------------------------------------------------- prompts
-    def _training_prompts(
-        self, names: tuple[str, ...], generator: torch.Generator | None
+    def training_prompts(
+        self, names: tuple[str, ...], draws: TrainingDraws, task: str = "seg"
     ) -> tuple[list[str], list[int]]:
         """One prompt per class and the id of its template (the group whose leading words are encoded once)."""
-        template_ids = torch.randint(len(self.templates), (len(names),), generator=generator).tolist()
-        prompts = []
-        for name, template_id in zip(names, template_ids):
-            options = synonyms(name)
-            if len(options) > 1:
-                name = options[int(torch.randint(len(options), (1,), generator=generator))]
-            prompts.append(self.templates[template_id].format(normalize_class_name(name, self.train_mode)))
+        if task not in ("seg", "det"):
+            raise ValueError(f"training prompts are for task 'seg' or 'det', got {task!r}")
+        mode = self.det_train_mode if task == "det" else self.train_mode
+        template_ids = draws.integers("templates", len(self.templates), len(names))
+        options = [synonyms(name) for name in names]
+        sizes = [len(o) for o in options]
+        picks = draws.choices("synonyms", sizes) if max(sizes) > 1 else [0] * len(sizes)
+        prompts = [self.templates[template_id].format(normalize_class_name(names_of_class[pick], mode))
+                   for template_id, names_of_class, pick in zip(template_ids, options, picks)]
         return prompts, template_ids
 
     def _eval_class_texts(self, name: str) -> list[str]:
