@@ -7,7 +7,9 @@
 
 Class `k` of a vocabulary has one colour (Detectron2's colour map, or the colours given), used for instances and
 stuff in every picture; Detectron2 jitters the colours of things in panoptic pictures, and every segment is labelled
-with its class name. Images are RGB uint8 H×W×3 throughout.
+with its class name (instances also with their score). Masks are filled translucently (`MASK_ALPHA`: the image stays
+visible under them) and outlined, boxes drawn as outlines: pixels away from every segment keep the image's values.
+Images are RGB uint8 H×W×3 throughout.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from openseed.vocabulary import Vocabulary
 
 TASKS_DRAWN = ("panoptic", "instance", "semantic", "detection")
 TITLE_HEIGHT = 22
+MASK_ALPHA = 0.5  # opacity of a mask's fill: drawn = (1 - α)·image + α·colour (Detectron2's default image mode)
 
 
 def class_colors(num_classes: int) -> list[list[int]]:
@@ -53,10 +56,12 @@ def _visualizer(image_rgb: np.ndarray, metadata: Metadata, scale: float) -> Visu
 
 
 def draw_prediction(image_rgb: np.ndarray, outputs: dict, vocabulary: Vocabulary, task: str, *,
-                    score_threshold: float = 0.5, colors=None, scale: float = 2.0) -> np.ndarray:
+                    score_threshold: float = 0.5, colors=None, scale: float = 2.0,
+                    alpha: float = MASK_ALPHA) -> np.ndarray:
     """Draw one task's output of the model (`outputs` = its dict for this image) over the image.
 
     Instances (instance, detection) below `score_threshold` are not drawn; semantic draws the per-pixel argmax.
+    Returns the picture, (H·scale)×(W·scale)×3 uint8 RGB.
     """
     if task not in TASKS_DRAWN:
         raise ValueError(f"task must be one of {TASKS_DRAWN}, got {task!r}")
@@ -64,13 +69,24 @@ def draw_prediction(image_rgb: np.ndarray, outputs: dict, vocabulary: Vocabulary
     visualizer = _visualizer(image_rgb, metadata, scale)
     if task == "panoptic":
         panoptic, segments_info = outputs["panoptic_seg"]
-        drawn = visualizer.draw_panoptic_seg(panoptic.to("cpu"), segments_info)
+        drawn = visualizer.draw_panoptic_seg(panoptic.to("cpu"), segments_info, alpha=alpha)
     elif task == "semantic":
-        drawn = visualizer.draw_sem_seg(outputs["sem_seg"].argmax(dim=0).to("cpu"))
+        drawn = visualizer.draw_sem_seg(outputs["sem_seg"].argmax(dim=0).to("cpu"), alpha=alpha)
     else:
         instances = outputs["instances"].to("cpu")
-        drawn = visualizer.draw_instance_predictions(instances[instances.scores >= score_threshold], jittering=False)
+        drawn = _draw_instances(visualizer, instances[instances.scores >= score_threshold], metadata, alpha)
     return drawn.get_image()
+
+
+def _draw_instances(visualizer: Visualizer, instances, metadata: Metadata, alpha: float):
+    """Boxes, translucent outlined masks (when predicted) and "name score%" labels, in each class's colour."""
+    classes = instances.pred_classes.tolist()
+    labels = [f"{metadata.thing_classes[c]} {score * 100:.0f}%" for c, score in zip(classes, instances.scores.tolist())]
+    masks = instances.pred_masks.numpy() if instances.has("pred_masks") else None
+    return visualizer.overlay_instances(
+        boxes=instances.pred_boxes, labels=labels, masks=masks, alpha=alpha,
+        assigned_colors=[np.asarray(metadata.thing_colors[c]) / 255.0 for c in classes],
+    )
 
 
 def ground_truth_instances(dataset_dict: dict) -> tuple[np.ndarray, list[int], list[np.ndarray]]:
@@ -97,14 +113,15 @@ def read_panoptic_ids(path: str) -> np.ndarray:
 
 
 def draw_ground_truth(dataset_dict: dict, vocabulary: Vocabulary, kind: str, *, colors=None,
-                      scale: float = 2.0) -> np.ndarray:
+                      scale: float = 2.0, alpha: float = MASK_ALPHA) -> np.ndarray:
     """Draw a dataset dict's annotations: `kind` "panoptic" (its panoptic PNG) or "instance" (thing masks/boxes)."""
     image = np.asarray(Image.open(dataset_dict["file_name"]).convert("RGB"))
     metadata = vocabulary_metadata(vocabulary, colors)
     visualizer = _visualizer(image, metadata, scale)
     if kind == "panoptic":
         ids = read_panoptic_ids(dataset_dict["pan_seg_file_name"])
-        drawn = visualizer.draw_panoptic_seg(torch.from_numpy(ids.astype(np.int64)), dataset_dict["segments_info"])
+        drawn = visualizer.draw_panoptic_seg(torch.from_numpy(ids.astype(np.int64)), dataset_dict["segments_info"],
+                                             alpha=alpha)
         return drawn.get_image()
     if kind != "instance":
         raise ValueError(f"ground-truth kind must be 'panoptic' or 'instance', got {kind!r}")
@@ -115,6 +132,7 @@ def draw_ground_truth(dataset_dict: dict, vocabulary: Vocabulary, kind: str, *, 
         labels=[metadata.thing_classes[c] for c in classes],
         masks=masks or None,
         assigned_colors=[palette[c] for c in classes],
+        alpha=alpha,
     )
     return drawn.get_image()
 
