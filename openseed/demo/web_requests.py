@@ -92,7 +92,8 @@ def read_upload(path: str | None, name: str, max_pixels: int) -> np.ndarray:
         raise RequestError(f"{name} is far too large to open safely; this demo accepts images up to "
                            f"{max_pixels / 1e6:.1f} megapixels: downscale it first") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise RequestError(f"{name} could not be read as an image ({type(error).__name__}: {error}); "
+        reason = str(error).replace(str(path), name)  # the server's copy of the upload means nothing to the user
+        raise RequestError(f"{name} could not be read as an image ({type(error).__name__}: {reason}); "
                            "upload a JPEG, PNG, BMP, GIF or WebP picture") from None
     if width * height > max_pixels:
         raise RequestError(f"{name} is {width}×{height} pixels ({width * height / 1e6:.1f} megapixels); this demo "
