@@ -42,12 +42,14 @@ def table_rows(result: WebResult) -> list[list]:
 class PageHandler:
     """Turns the page's raw field values into a request and the service's answer into the page's outputs.
 
-    The JSON of the latest request is written to `json_dir` (gradio copies it into its own cache for download).
+    The JSON of the latest request is written to `json_dir` (gradio copies it into its own cache for download);
+    without one, to a temporary folder removed with the handler.
     """
 
-    def __init__(self, service: WebDemoService, json_dir: str | os.PathLike):
+    def __init__(self, service: WebDemoService, json_dir: str | os.PathLike | None = None):
         self.service = service
-        self.json_dir = Path(json_dir)
+        self._temporary = tempfile.TemporaryDirectory(prefix="openseed-web-") if json_dir is None else None
+        self.json_dir = Path(json_dir if json_dir is not None else self._temporary.name)
         self.requests = 0
 
     def __call__(self, image: dict | None, names: str, stuff: str, task: str, boxes: str, threshold: float):
@@ -78,7 +80,7 @@ class PageHandler:
 
 def build_app(service: WebDemoService, title: str = "OpenSeeD: segment any image with any words") -> gr.Blocks:
     """The page; `service` answers its requests."""
-    handler = PageHandler(service, tempfile.mkdtemp(prefix="openseed-web-"))
+    handler = PageHandler(service)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 3600)) as app:
         gr.Markdown(f"## {title}\nUpload a picture, type the names of what to find, press **Segment**.")
         with gr.Row():

@@ -144,6 +144,23 @@ def _type(driver, element_id: str, text: str) -> None:
     field.send_keys(text)
 
 
+def _jpeg_bytes() -> bytes:
+    _, encoded = cv2.imencode(".jpg", np.full((64, 64, 3), 90, dtype=np.uint8))
+    return encoded.tobytes()
+
+
+def _replace_upload(driver, path: Path) -> None:
+    """Remove the uploaded picture (the image's "Remove Image" button) and upload `path`."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "#input-image button[aria-label='Remove Image']").click()
+    upload = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#input-image input[type=file]"),
+                   "the upload field", 30)
+    upload[0].send_keys(str(path))
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#input-image button[aria-label='Remove Image']"),
+          "the upload", 30)
+
+
 def test_segment_an_upload_in_the_browser(app_url, browser, predictor, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -190,6 +207,17 @@ def test_segment_an_upload_in_the_browser(app_url, browser, predictor, tmp_path)
     error_status, _ = _submit(browser, second_status)
     assert error_status == "Cannot segment this request: the list of class names is empty: give at least one " \
                            "class name (comma-separated)"
+
+    _type(browser, "names", "sky")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(_jpeg_bytes()[:300])
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (5000, 4000), (90, 120, 200)).save(huge)  # 20 megapixels in a small file
+    for upload, message in ((broken, "broken.jpg could not be read as an image"),
+                            (huge, "huge.png is 5000×4000 pixels (20.0 megapixels); this demo accepts at most")):
+        _replace_upload(browser, upload)
+        error_status, _ = _submit(browser, error_status)
+        assert error_status.startswith(f"Cannot segment this request: {message}"), error_status
     page = browser.page_source
     assert "Traceback" not in page and 'File "' not in page
 
