@@ -5,7 +5,8 @@ selenium); skipped with the reason where they are absent. The app runs in this p
 network guard applies to it), Chromium with networking to anything but that address disabled. The model is the tiny
 config with seeded random weights (loads in a second, deterministic); `OPENSEED_WEB_DEMO_WEIGHTS=<checkpoint of
 make demo>` runs the same test on the demo model instead, and `OPENSEED_WEB_SCREENSHOT=<file.png>` keeps a copy of
-the screenshot (the README's picture). Timings are logged and written to `timings.json` beside the screenshot.
+the screenshot (the README's picture). Timings are logged (see them with `-o log_cli=true`) and written to
+`timings.json` beside the screenshot.
 """
 
 import json
