@@ -54,7 +54,7 @@ def _free_port() -> int:
 
 def _scene_image(path: Path) -> list[str]:
     """A 640×480 synthetic scene (shapes on textured stuff) written to `path`; returns its vocabulary."""
-    scene = render_scene(np.random.default_rng(3), PANOPTIC_THINGS, sizes=(480,), objects_per_image=(3, 4))
+    scene = render_scene(np.random.default_rng(2), PANOPTIC_THINGS, sizes=(480,), objects_per_image=(3, 4))
     Image.fromarray(cv2.resize(scene.image, (640, 480), interpolation=cv2.INTER_LINEAR)).save(path)
     return sorted({o.thing.name for o in scene.objects}) + list(STUFF_NAMES)
 
@@ -95,7 +95,7 @@ def browser(tmp_path):
     profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}",
+                 "--disable-dev-shm-usage", "--window-size=1400,1250", f"--user-data-dir={profile}",
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -191,8 +191,6 @@ def test_segment_an_upload_in_the_browser(app_url, browser, predictor, tmp_path)
     assert f"{len(expected)} segment(s)" in first_status
     assert browser.find_elements(By.CSS_SELECTOR, "#coco-json a[href*='predictions_']"), "the JSON download"
 
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1400, min(max(height, 1000), 2000))
     browser.execute_script("window.scrollTo(0, 0)")
     screenshot = tmp_path / "web_demo.png"
     browser.save_screenshot(str(screenshot))
