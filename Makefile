@@ -6,7 +6,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE := offline
 export OPENSEED_REFDATA ?= $(abspath ../shared/refdata)
 
-.PHONY: setup test test-fast lint demo clean
+.PHONY: setup test test-fast lint demo web browser clean
 
 setup:
 	OPENSEED_VENV=$(VENV) bash scripts/setup.sh
@@ -22,6 +22,13 @@ lint: setup
 
 demo: setup
 	$(PY) tools/run_demo.py --config-file configs/demo/openseed_demo.yaml --output output/demo
+
+web: setup
+	$(PY) tools/web_demo.py --config-file configs/demo/openseed_demo.yaml --weights output/demo/model_final.pth
+
+# headless Chromium and its driver from Debian, for tests/tools/test_web_demo_browser.py (needs root; idempotent)
+browser:
+	bash scripts/install_browser.sh
 
 clean:
 	rm -rf output .pytest_cache

@@ -1,4 +1,4 @@
-"""Pictures of predictions and ground truth (Detectron2's `Visualizer`), side-by-side panels and the loss curve.
+"""Pictures of predictions and ground truth over the image, side-by-side panels and the loss curve.
 
     picture = draw_prediction(image_rgb, outputs, vocabulary, "panoptic")        # H'×W'×3 uint8 RGB
     truth = draw_ground_truth(dataset_dict, vocabulary, "instance")
@@ -6,8 +6,11 @@
     plot_loss_curve("output/demo/train/metrics.json", "output/demo/loss_curve.png")
 
 Class `k` of a vocabulary has one colour (Detectron2's colour map, or the colours given), used for instances and
-stuff in every picture; Detectron2 jitters the colours of things in panoptic pictures, and every segment is labelled
-with its class name. Images are RGB uint8 H×W×3 throughout.
+stuff in every picture, and every segment is labelled with its class name (instances also with their score). As in
+Detectron2's `Visualizer`, masks are filled translucently (`MASK_ALPHA`: the image stays visible under them) and
+outlined, boxes drawn as outlines, labels written on a dark box; the fills and outlines are drawn with numpy and
+OpenCV (fast for ragged masks), boxes and text by Detectron2's `Visualizer`. Pixels away from every segment keep
+the image's values. Images are RGB uint8 H×W×3 throughout.
 """
 
 from __future__ import annotations
@@ -18,11 +21,10 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-import torch
 from detectron2.data.catalog import Metadata
-from detectron2.structures import Boxes, BoxMode
+from detectron2.structures import BoxMode
 from detectron2.utils.colormap import colormap
-from detectron2.utils.visualizer import ColorMode, GenericMask, Visualizer
+from detectron2.utils.visualizer import GenericMask, Visualizer
 from panopticapi.utils import rgb2id
 from PIL import Image
 
@@ -30,6 +32,7 @@ from openseed.vocabulary import Vocabulary
 
 TASKS_DRAWN = ("panoptic", "instance", "semantic", "detection")
 TITLE_HEIGHT = 22
+MASK_ALPHA = 0.5  # opacity of a mask's fill: drawn = (1 - α)·image + α·colour (Detectron2's default image mode)
 
 
 def class_colors(num_classes: int) -> list[list[int]]:
@@ -48,29 +51,85 @@ def vocabulary_metadata(vocabulary: Vocabulary, colors: Sequence[Sequence[int]] 
                     stuff_colors=colors)
 
 
-def _visualizer(image_rgb: np.ndarray, metadata: Metadata, scale: float) -> Visualizer:
-    return Visualizer(image_rgb, metadata=metadata, scale=scale, instance_mode=ColorMode.SEGMENTATION)
+def draw_segments(image_rgb: np.ndarray, masks: Sequence[np.ndarray | None], colors: Sequence[Sequence[int]],
+                  labels: Sequence[str], *, boxes: np.ndarray | None = None, scale: float = 1.0,
+                  alpha: float = MASK_ALPHA) -> np.ndarray:
+    """Segments over the image; returns (H·scale)×(W·scale)×3 uint8 RGB.
+
+    Each mask (bool H×W, or None for a box-only segment) is filled translucently, (1 - α)·image + α·colour (later
+    masks over earlier ones), then outlined opaquely in its colour just inside its border. Boxes (N×4 xyxy pixels)
+    are outlined and labelled at a corner by Detectron2's `Visualizer.overlay_instances`; without boxes a segment is
+    labelled at the median pixel of its largest connected part (as Detectron2 places mask labels). Pixels away from
+    every segment keep the image's values.
+    """
+    if not len(masks) == len(colors) == len(labels) or (boxes is not None and len(boxes) != len(masks)):
+        raise ValueError(f"{len(masks)} masks, {len(colors)} colours, {len(labels)} labels"
+                         + ("" if boxes is None else f", {len(boxes)} boxes") + ": one of each per segment")
+    blended = image_rgb.astype(np.float32)
+    painted = [(mask, np.asarray(color, dtype=np.float32)) for mask, color in zip(masks, colors) if mask is not None]
+    for mask, color in painted:
+        blended[mask] = (1.0 - alpha) * blended[mask] + alpha * color
+    width = max(1, round(min(image_rgb.shape[:2]) / 300))
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    for mask, color in painted:
+        blended[mask & ~cv2.erode(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE).astype(bool)] = color
+    visualizer = Visualizer(np.round(blended).astype(np.uint8), metadata=Metadata(), scale=scale)
+    colors01 = [np.asarray(color, dtype=np.float64) / 255.0 for color in colors]
+    if boxes is not None:
+        return visualizer.overlay_instances(boxes=np.asarray(boxes).reshape(-1, 4), labels=list(labels),
+                                            assigned_colors=colors01).get_image()
+    for mask, color, label in zip(masks, colors01, labels):
+        position = _label_position(mask) if mask is not None else None
+        if position is not None:
+            visualizer.draw_text(label, position, color=color)
+    return visualizer.output.get_image()
+
+
+def _label_position(mask: np.ndarray) -> tuple[float, float] | None:
+    """(x, y) of the median pixel of the mask's largest 8-connected part; None for an empty mask."""
+    count, parts, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count < 2:
+        return None
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    ys, xs = np.nonzero(parts == largest)
+    return float(np.median(xs)), float(np.median(ys))
 
 
 def draw_prediction(image_rgb: np.ndarray, outputs: dict, vocabulary: Vocabulary, task: str, *,
-                    score_threshold: float = 0.5, colors=None, scale: float = 2.0) -> np.ndarray:
-    """Draw one task's output of the model (`outputs` = its dict for this image) over the image.
+                    score_threshold: float = 0.5, colors=None, scale: float = 2.0,
+                    alpha: float = MASK_ALPHA) -> np.ndarray:
+    """Draw one task's output of the model (`outputs` = its dict for this image) over the image (`draw_segments`).
 
     Instances (instance, detection) below `score_threshold` are not drawn; semantic draws the per-pixel argmax.
+    Returns the picture, (H·scale)×(W·scale)×3 uint8 RGB.
     """
     if task not in TASKS_DRAWN:
         raise ValueError(f"task must be one of {TASKS_DRAWN}, got {task!r}")
-    metadata = vocabulary_metadata(vocabulary, colors)
-    visualizer = _visualizer(image_rgb, metadata, scale)
+    palette = vocabulary_metadata(vocabulary, colors).thing_colors
+    names = vocabulary.names
     if task == "panoptic":
-        panoptic, segments_info = outputs["panoptic_seg"]
-        drawn = visualizer.draw_panoptic_seg(panoptic.to("cpu"), segments_info)
-    elif task == "semantic":
-        drawn = visualizer.draw_sem_seg(outputs["sem_seg"].argmax(dim=0).to("cpu"))
-    else:
-        instances = outputs["instances"].to("cpu")
-        drawn = visualizer.draw_instance_predictions(instances[instances.scores >= score_threshold], jittering=False)
-    return drawn.get_image()
+        ids, segments_info = outputs["panoptic_seg"]
+        return _draw_panoptic(image_rgb, ids.to("cpu").numpy(), segments_info, names, palette, scale, alpha)
+    if task == "semantic":
+        labels = outputs["sem_seg"].argmax(dim=0).to("cpu").numpy()
+        classes = [int(k) for k in np.unique(labels)]
+        return draw_segments(image_rgb, [labels == k for k in classes], [palette[k] for k in classes],
+                             [names[k] for k in classes], scale=scale, alpha=alpha)
+    instances = outputs["instances"].to("cpu")
+    instances = instances[instances.scores >= score_threshold]
+    classes = instances.pred_classes.tolist()
+    masks = list(instances.pred_masks.numpy()) if instances.has("pred_masks") else [None] * len(instances)
+    labels = [f"{names[c]} {score * 100:.0f}%" for c, score in zip(classes, instances.scores.tolist())]
+    return draw_segments(image_rgb, masks, [palette[c] for c in classes], labels,
+                         boxes=instances.pred_boxes.tensor.numpy(), scale=scale, alpha=alpha)
+
+
+def _draw_panoptic(image_rgb: np.ndarray, ids: np.ndarray, segments_info: Sequence[dict], names, palette,
+                   scale: float, alpha: float) -> np.ndarray:
+    """Panoptic segments (ids H×W, `segments_info` with `id` and `category_id`), each labelled with its class."""
+    classes = [int(segment["category_id"]) for segment in segments_info]
+    return draw_segments(image_rgb, [ids == segment["id"] for segment in segments_info],
+                         [palette[c] for c in classes], [names[c] for c in classes], scale=scale, alpha=alpha)
 
 
 def ground_truth_instances(dataset_dict: dict) -> tuple[np.ndarray, list[int], list[np.ndarray]]:
@@ -97,26 +156,18 @@ def read_panoptic_ids(path: str) -> np.ndarray:
 
 
 def draw_ground_truth(dataset_dict: dict, vocabulary: Vocabulary, kind: str, *, colors=None,
-                      scale: float = 2.0) -> np.ndarray:
+                      scale: float = 2.0, alpha: float = MASK_ALPHA) -> np.ndarray:
     """Draw a dataset dict's annotations: `kind` "panoptic" (its panoptic PNG) or "instance" (thing masks/boxes)."""
     image = np.asarray(Image.open(dataset_dict["file_name"]).convert("RGB"))
-    metadata = vocabulary_metadata(vocabulary, colors)
-    visualizer = _visualizer(image, metadata, scale)
+    palette = vocabulary_metadata(vocabulary, colors).thing_colors
     if kind == "panoptic":
         ids = read_panoptic_ids(dataset_dict["pan_seg_file_name"])
-        drawn = visualizer.draw_panoptic_seg(torch.from_numpy(ids.astype(np.int64)), dataset_dict["segments_info"])
-        return drawn.get_image()
+        return _draw_panoptic(image, ids, dataset_dict["segments_info"], vocabulary.names, palette, scale, alpha)
     if kind != "instance":
         raise ValueError(f"ground-truth kind must be 'panoptic' or 'instance', got {kind!r}")
     boxes, classes, masks = ground_truth_instances(dataset_dict)
-    palette = [np.asarray(c) / 255.0 for c in metadata.thing_colors]
-    drawn = visualizer.overlay_instances(
-        boxes=Boxes(torch.from_numpy(boxes)) if len(boxes) else None,
-        labels=[metadata.thing_classes[c] for c in classes],
-        masks=masks or None,
-        assigned_colors=[palette[c] for c in classes],
-    )
-    return drawn.get_image()
+    return draw_segments(image, masks or [None] * len(classes), [palette[c] for c in classes],
+                         [vocabulary.names[c] for c in classes], boxes=boxes, scale=scale, alpha=alpha)
 
 
 def with_title(image: np.ndarray, title: str) -> np.ndarray:

@@ -22,6 +22,7 @@ from pathlib import Path
 from detectron2.utils.logger import setup_logger
 
 from openseed.demo.batch import list_inputs, predict_files
+from openseed.demo.names import vocabulary_from_text
 from openseed.predictor import Predictor
 from openseed.utils.malloc import tune_malloc
 from openseed.vocabulary import Vocabulary
@@ -44,17 +45,9 @@ def argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def split_names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def vocabulary_from_args(vocab: str, stuff: str) -> Vocabulary:
     """Things = names of `vocab` not in `stuff`; stuff = names of `stuff` (also those missing from `vocab`)."""
-    names, stuff_names = split_names(vocab), split_names(stuff)
-    if not names and not stuff_names:
-        raise ValueError("--vocab is empty: give at least one class name")
-    things = [n for n in names if n not in stuff_names]
-    return Vocabulary.from_names(things, stuff_names)
+    return vocabulary_from_text(vocab, stuff, field="--vocab")
 
 
 def main(argv: list[str] | None = None) -> int:
