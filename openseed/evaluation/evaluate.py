@@ -18,6 +18,7 @@ the parts (and config keys) that differ and the dataset is evaluated again. A ki
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from torch import nn
@@ -110,7 +111,8 @@ def evaluate(model, cfg, dataset_names: Iterable[str], output_dir: str, force: b
 def evaluate_dataset(model, cfg, protocol: DatasetProtocol, output_dir: str) -> tuple[dict, int]:
     """Run inference and the evaluators on one dataset; returns (metrics on the main process, number of images)."""
     name = protocol.dataset
-    records = DatasetCatalog.get(name)
+    with naming_bad_annotation_files(name):
+        records = DatasetCatalog.get(name)
     if len(records) == 0:
         raise ValueError(f"dataset {name!r} has no images to evaluate")
     metadata = resolve_metadata(name)
@@ -155,7 +157,8 @@ class ProgressLoader:
 
 def result_fingerprint(cfg, protocol: DatasetProtocol, weights: dict) -> dict:
     """Everything that can change a dataset's metrics (see `openseed.evaluation.fingerprint`), one entry per part."""
-    metadata = resolve_metadata(protocol.dataset)
+    with naming_bad_annotation_files(protocol.dataset):
+        metadata = resolve_metadata(protocol.dataset)
     return {
         "protocol": protocol.as_dict(),
         "config": flat_config(cfg),
@@ -164,6 +167,29 @@ def result_fingerprint(cfg, protocol: DatasetProtocol, weights: dict) -> dict:
         "vocabulary": vocabulary_fingerprint(Vocabulary.from_metadata(metadata)),
         "package": package_version(),
     }
+
+
+@contextlib.contextmanager
+def naming_bad_annotation_files(dataset: str):
+    """Re-raise a JSON decoding error (a truncated or corrupt annotation file) as a ValueError naming the dataset's
+    JSON files that do not parse (the decoder's own message names no file)."""
+    try:
+        yield
+    except json.JSONDecodeError as error:
+        paths = [value for value in MetadataCatalog.get(dataset).as_dict().values()
+                 if isinstance(value, str) and value.endswith(".json") and os.path.isfile(value)]
+        bad = [path for path in paths if not _parses_as_json(path)]
+        raise ValueError(f"dataset {dataset!r}: annotation file(s) {bad or paths} are corrupt or truncated "
+                         f"(not valid JSON: {error})") from error
+
+
+def _parses_as_json(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            json.load(handle)
+    except ValueError:
+        return False
+    return True
 
 
 def json_ready(value):
