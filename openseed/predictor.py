@@ -94,9 +94,10 @@ class Predictor:
         config: a config file path or a built openseed `CfgNode`.
         weights: checkpoint to load (strictly, `weights_only=True`); None uses `MODEL.WEIGHTS` ("" = random init).
         opts: `KEY VALUE` overrides (with a config file path).
-        postprocess_resolution: "network" (default) merges at the network's input size and resizes only the final
-            outputs, so a 48-MP photo costs about what a 640×480 one does; "output" resizes every query's mask to
-            the photo first, as evaluation does (`MODEL.DECODER.TEST.POSTPROCESS_RESOLUTION`).
+        postprocess_resolution: "network" (default) merges photos larger than the network input at the input size
+            and resizes only the final outputs, so a 48-MP photo costs about what a 640×480 one does; "output"
+            resizes every query's mask to the photo first, as evaluation does
+            (`MODEL.DECODER.TEST.POSTPROCESS_RESOLUTION`).
     """
 
     def __init__(self, config: str | os.PathLike | CfgNode, weights: str | os.PathLike | None = None,

@@ -219,8 +219,8 @@ class OpenSeeD(nn.Module):
         Returns:
             per image `Instances` of the output size with, per box in the given order, `pred_masks` (bool H×W),
             `pred_boxes` (the box head's refined box, xyxy pixels), `scores` (class score × mean mask probability
-            inside the mask) and `pred_classes`. With post-processing resolution "network" the masks are decided at
-            the network's input size and resized by nearest neighbour.
+            inside the mask) and `pred_classes`. With post-processing resolution "network" and an output larger than the
+            network input, the masks are decided at the input size and resized by nearest neighbour.
         """
         if self.training:
             raise RuntimeError("segment_boxes is an inference API; call model.eval() first")
@@ -258,7 +258,8 @@ class OpenSeeD(nn.Module):
         for index, output_size in enumerate(output_sizes):
             count = int(valid[index].sum())
             geometry = ImageGeometry(images.image_sizes[index], padded_size, output_size)
-            at_network = self.postprocess_settings.resolution == "network" and output_size != geometry.input_size
+            at_network = (self.postprocess_settings.resolution == "network"
+                          and output_size[0] * output_size[1] > geometry.input_size[0] * geometry.input_size[1])
             if at_network:
                 geometry = ImageGeometry(geometry.input_size, padded_size, geometry.input_size)
             mask_logits = resize_mask_logits(prompts["pred_masks"][index, :count], geometry)

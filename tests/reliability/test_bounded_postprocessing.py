@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from openseed.modeling.postprocessing import PostprocessSettings, postprocess
+from openseed.modeling.postprocessing import PostprocessSettings, postprocess, resize_results
 from tests.reliability.scenes import blob_outputs
 
 TASKS = ("panoptic", "instance", "semantic")
@@ -53,7 +53,7 @@ def assert_network_close_to_exact(exact: dict, network: dict, pixel_agreement: f
     assert ((both.float() / either.clamp(min=1).float()) >= mask_iou).all()
 
 
-@pytest.mark.parametrize("output_size", [(240, 320), (150, 200), (61, 77)])
+@pytest.mark.parametrize("output_size", [(240, 320), (150, 200), (97, 129)])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_network_resolution_agrees_with_exact(output_size, seed):
     raw = blob_outputs(60, 5, (24, 32), seed)
@@ -63,9 +63,10 @@ def test_network_resolution_agrees_with_exact(output_size, seed):
     assert_network_close_to_exact(exact, network, pixel_agreement=0.98, mask_iou=0.9)
 
 
-def test_network_resolution_is_exact_when_no_resize_is_needed():
+@pytest.mark.parametrize("output_size", [INPUT_SIZE, (61, 77), (120, 100)])
+def test_network_resolution_is_exact_for_outputs_no_larger_than_the_input(output_size):
     raw = blob_outputs(30, 5, (24, 32), 2)
-    exact, network = _run(raw, INPUT_SIZE, "output"), _run(raw, INPUT_SIZE, "network")
+    exact, network = _run(raw, output_size, "output"), _run(raw, output_size, "network")
     assert torch.equal(exact["panoptic_seg"][0], network["panoptic_seg"][0])
     assert exact["panoptic_seg"][1] == network["panoptic_seg"][1]
     assert torch.equal(exact["sem_seg"], network["sem_seg"])
@@ -75,8 +76,12 @@ def test_network_resolution_is_exact_when_no_resize_is_needed():
 def test_segments_no_output_pixel_shows_are_dropped():
     raw = blob_outputs(60, 5, (24, 32), 0)
     full = _run(raw, INPUT_SIZE, "network", overlap_threshold=0.0)
-    tiny = _run(raw, (2, 2), "network", overlap_threshold=0.0)
+    network_results = postprocess(*raw, tasks=TASKS, input_size=INPUT_SIZE, padded_size=INPUT_SIZE,
+                                  output_size=INPUT_SIZE, is_thing=IS_THING,
+                                  settings=PostprocessSettings(overlap_threshold=0.0))
+    tiny = resize_results(network_results, (2, 2), max_chunk_elements=1 << 20)
     panoptic, segments = tiny["panoptic_seg"]
+    assert full["panoptic_seg"][1] == network_results["panoptic_seg"][1]
     assert len(full["panoptic_seg"][1]) > len(segments)
     assert {s["id"] for s in segments} == set(panoptic.unique().tolist()) - {0}
 
@@ -116,7 +121,7 @@ def test_no_full_resolution_tensor_per_query():
 def test_network_resolution_on_the_parity_fixture(refdata):
     """The official parity outputs (decoupled Swin-T, regenerated weights, 512×512): exact vs network results at
     two output sizes, with overlap threshold 0 so that segments survive the random weights (measured: panoptic
-    category agreement 0.986-0.987 with 48-53 segments, ±2 of them; semantic argmax agreement 1.0; instance mask
+    category agreement 0.986-0.987 with 48-53 segments, ±2 of them, at 384² and 1000²; semantic argmax agreement 1.0; instance mask
     IoU ≥ 0.98, scores within 1e-4)."""
     from detectron2.modeling import build_model  # noqa: PLC0415
     from refdata_utils import official_outputs, official_state_dict, parity_image, parity_vocabulary  # noqa: PLC0415
@@ -137,7 +142,7 @@ def test_network_resolution_on_the_parity_fixture(refdata):
                                      task="seg")
     raw = (outputs["pred_logits"][0], outputs["pred_masks"][0], outputs["pred_boxes"][0])
     is_thing = parity_vocabulary(refdata)["is_thing"]
-    for output_size in [(384, 384), (1000, 1000)]:
+    for output_size in [(640, 640), (1000, 1000)]:
         exact = _run(raw, output_size, "output", input_size=(512, 512), is_thing=is_thing, overlap_threshold=0.0)
         network = _run(raw, output_size, "network", input_size=(512, 512), is_thing=is_thing, overlap_threshold=0.0)
         assert len(exact["panoptic_seg"][1]) > 10

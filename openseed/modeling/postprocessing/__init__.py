@@ -22,8 +22,8 @@ antialias) to the output size; only the queries a task needs are resized (semant
 instance: the top-k ones), each pixel once, in tiles: bands of rows over all needed queries when the final resize
 is the identity (`geometry.row_band_factor`; bounded by `PostprocessSettings.max_band_elements`), chunks of queries
 over the whole image otherwise (bounded by `PostprocessSettings.max_chunk_elements`).
-With `PostprocessSettings.resolution` "network" (the `Predictor` default) all of this happens at the input size and
-only the final outputs are brought to the output size (`resize_results`: nearest for ids and masks, bilinear for
+With `PostprocessSettings.resolution` "network" (the `Predictor` default) and an output larger than the input, all
+of this happens at the input size and only the final outputs are brought to the output size (`resize_results`: nearest for ids and masks, bilinear for
 semantic scores), so memory and time do not grow with the photo.
 Panoptic uses all queries; instance/detection the first `num_foreground_queries` (thing classes only when panoptic
 is requested too).

@@ -28,8 +28,9 @@ class PostprocessSettings:
             needed queries of at most about this many pixels (queries × rows × padded width).
         Results do not depend on either beyond float summation order.
         resolution: "output" resizes every needed query's mask to the output size before the merge (the official
-            order, exact); "network" merges at the network's input size and resizes only the final outputs
-            (`resize_results`), so memory and time do not grow with the output size.
+            order, exact); "network" does the same for outputs no larger than the network input, and for larger ones
+            merges at the input size and resizes only the final outputs (`resize_results`), so memory and time do
+            not grow with the output size.
     """
 
     object_mask_threshold: float = 0.25
