@@ -120,9 +120,9 @@ def test_no_full_resolution_tensor_per_query():
 @pytest.mark.slow
 def test_network_resolution_on_the_parity_fixture(refdata):
     """The official parity outputs (decoupled Swin-T, regenerated weights, 512×512): exact vs network results at
-    two output sizes, with overlap threshold 0 so that segments survive the random weights (measured: panoptic
-    category agreement 0.986-0.987 with 48-53 segments, ±2 of them, at 384² and 1000²; semantic argmax agreement 1.0; instance mask
-    IoU ≥ 0.98, scores within 1e-4)."""
+    two output sizes, with overlap threshold 0 so that segments survive the random weights. Measured at 384² and
+    1000²: panoptic category agreement 0.986-0.987 with 48-53 segments (±2 of them), semantic argmax agreement
+    1.0, instance mask IoU ≥ 0.98, scores within 1e-4."""
     from detectron2.modeling import build_model  # noqa: PLC0415
     from refdata_utils import official_outputs, official_state_dict, parity_image, parity_vocabulary  # noqa: PLC0415
 
