@@ -6,7 +6,8 @@
 - "config": every config key, flattened to dotted names, except `RESULT_NEUTRAL_KEYS` (places, worker counts,
   periods, training-only solver settings, and MODEL.WEIGHTS, which "weights" identifies by content);
 - "weights": SHA-256 of the MODEL.WEIGHTS file (cached beside it in `<file>.sha256.json`, keyed by size and
-  modification time, so it is read once), or of the model's parameters in memory when there is no weights file;
+  modification time, so it is read once) and of the evaluated model's tensors in memory (a model trained since it
+  was loaded, or randomly initialised, is told apart);
 - "annotations": SHA-256 of each annotation file and folder the dataset's metadata names (anything but images;
   hashed on every call, nothing is written into the dataset's folders);
 - "vocabulary": the class names and thing flags; "package": the openseed version.
@@ -89,18 +90,21 @@ def cached_file_sha256(path: str) -> str:
 
 
 def weights_fingerprint(path: str, model=None) -> dict:
-    """{"path", "sha256"} of a weights file, or {"path": "", "parameters_sha256"} of the model in memory."""
+    """{"path", "sha256"} of the MODEL.WEIGHTS file (if any) and {"parameters_sha256"} of the model's tensors in
+    memory (if it is a module): the file names what was loaded, the parameters what is evaluated (a model trained
+    since, or one without weights file, differs there)."""
+    fingerprint = {"path": os.path.abspath(path) if path else ""}
     if path:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"MODEL.WEIGHTS {path!r} does not exist")
-        return {"path": os.path.abspath(path), "sha256": cached_file_sha256(path)}
-    state = model.state_dict() if isinstance(model, torch.nn.Module) else {}
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state.items()):
-        digest.update(name.encode("utf-8"))
-        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode("utf-8"))
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return {"path": "", "parameters_sha256": digest.hexdigest() if state else "no parameters"}
+        fingerprint["sha256"] = cached_file_sha256(path)
+    if isinstance(model, torch.nn.Module):
+        digest = hashlib.sha256()
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        fingerprint["parameters_sha256"] = digest.hexdigest()
+    return fingerprint
 
 
 def annotation_fingerprint(metadata) -> dict:

@@ -112,13 +112,18 @@ def test_weights_are_identified_by_content_hashed_once(boxes_dataset, tmp_path, 
     assert "another weights" in caplog.text
 
 
-def test_models_without_weights_are_told_apart_by_their_parameters():
+def test_models_are_told_apart_by_their_parameters(tmp_path):
     torch.manual_seed(0)
     first, same = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
     same.load_state_dict(first.state_dict())
     other = torch.nn.Linear(4, 3)
     assert weights_fingerprint("", first) == weights_fingerprint("", same)
     assert weights_fingerprint("", first) != weights_fingerprint("", other)
+    file = tmp_path / "init.pth"
+    file.write_bytes(b"initial weights")
+    trained = weights_fingerprint(str(file), other)  # e.g. evaluated after training from `init.pth`
+    assert weights_fingerprint(str(file), first)["sha256"] == trained["sha256"]
+    assert weights_fingerprint(str(file), first) != trained
     with pytest.raises(FileNotFoundError, match="no_such.pth"):
         weights_fingerprint("no_such.pth")
 
