@@ -152,6 +152,12 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.DECODER.TEST.PANO_TEMPERATURE = 0.06
     cfg.MODEL.DECODER.TEST.FOCUS_ON_BOX = False
     cfg.MODEL.DECODER.TEST.DETECTIONS_PER_IMAGE = 300
+    # "output": every needed query's mask is resized to the output size before merging (the official order; what
+    # evaluation uses). "network": for outputs larger than the network input, merge at the input size and resize
+    # only the final maps (panoptic ids, kept instance masks, semantic scores): memory and time bounded by the
+    # network input whatever the photo size (the `Predictor` default; docs/reliability.md gives the measured
+    # agreement with "output"); smaller outputs take the exact path.
+    cfg.MODEL.DECODER.TEST.POSTPROCESS_RESOLUTION = "output"
 
     # Data (spec §8, §10; preface 1, 9). Lists below are aligned with DATASETS.TRAIN, one entry per dataset.
     cfg.DATASETS.TRAIN = ("coco_2017_train_panoptic", "objects365_v2_train")

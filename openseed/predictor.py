@@ -6,36 +6,43 @@
     outputs = predictor(bgr_array, vocabulary=["cat", "dog"], task="instance", image_format="BGR")
     masks = predictor.segment_boxes(pil_image, [[10, 20, 110, 140]], concepts=["cat"]).pred_masks
 
-Images are file paths, PIL images or uint8 numpy arrays (H×W×3 in `image_format` channel order, "RGB" by default,
-"BGR" for OpenCV arrays; H×W grayscale is accepted). They are resized like the evaluation (Detectron2's
-`ResizeShortestEdge(INPUT.MIN_SIZE_TEST, INPUT.MAX_SIZE_TEST)`) and every output is returned at the original size,
-in Detectron2's formats (see docs/architecture.md, "Model"). The device is `MODEL.DEVICE` of the config.
+Images are file paths, PIL images or uint8/uint16 numpy arrays (H×W×3 or H×W×4 in `image_format` channel order,
+"RGB" by default, "BGR" for OpenCV arrays; H×W grayscale is accepted). They are resized like the evaluation
+(`TestMapper.resize_image`: short side INPUT.MIN_SIZE_TEST, long side ≤ INPUT.MAX_SIZE_TEST) and every output is
+returned at the original size, in Detectron2's formats (see docs/architecture.md, "Model"); post-processing runs at
+the network's resolution and only the final outputs are resized, so memory does not grow with the photo. The device is `MODEL.DEVICE` of the config.
 Class names are encoded with the evaluation prompt path; embeddings are cached per vocabulary.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 from PIL import Image
 
 from openseed.config import setup_cfg
-from openseed.data.mappers.robust import read_image_checked
+from openseed.data.mappers.robust import pil_to_array, read_image_checked
+from openseed.data.mappers.test_mapper import TestMapper
 from openseed.engine.checkpointer import TrainingCheckpointer
+from openseed.modeling.postprocessing import RESOLUTIONS
 from openseed.vocabulary import Vocabulary
 
 IMAGE_FORMATS = ("RGB", "BGR")
 
 
 def load_rgb_image(image, image_format: str = "RGB") -> np.ndarray:
-    """A path, PIL image or uint8 numpy array (H×W×3 in `image_format` order, or H×W) -> uint8 H×W×3 RGB array.
+    """A path, PIL image or numpy array -> uint8 H×W×3 RGB array.
+
+    Arrays: uint8 or uint16 (scaled to 8 bits, ÷257 rounded), H×W (grayscale), H×W×1, H×W×3 or H×W×4 in
+    `image_format` order (the fourth channel, alpha, is dropped as for an RGBA file). Files and PIL images: EXIF
+    orientation applied; 16-bit grayscale, CMYK, palette and RGBA converted (`openseed.data.mappers.robust`).
 
     Raises:
         openseed.data.BadSampleError (a ValueError): a file is missing, not an image, or corrupt (names the file).
@@ -46,15 +53,21 @@ def load_rgb_image(image, image_format: str = "RGB") -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return read_image_checked(os.fspath(image), "RGB")
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return pil_to_array(image, "RGB")
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a file path, a PIL image or a numpy array, got {type(image).__name__}")
+    if image.dtype == np.uint16:
+        image = np.rint(image / 257.0).astype(np.uint8)
     if image.dtype != np.uint8:
-        raise ValueError(f"a numpy image must be uint8 (0..255), got dtype {image.dtype}")
+        raise ValueError(f"a numpy image must be uint8 (0..255) or uint16 (0..65535), got dtype {image.dtype}")
+    if image.ndim == 3 and image.shape[2] in (1, 4):
+        image = image[:, :, 0] if image.shape[2] == 1 else image[:, :, :3]
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"a numpy image must be H×W×3 or H×W, got shape {image.shape}")
+        raise ValueError(f"a numpy image must be H×W, H×W×1, H×W×3 or H×W×4, got shape {image.shape}")
+    if min(image.shape[:2]) == 0:
+        raise ValueError(f"a numpy image must have at least one pixel, got shape {image.shape}")
     return np.ascontiguousarray(image[:, :, ::-1] if image_format == "BGR" else image)
 
 
@@ -81,10 +94,16 @@ class Predictor:
         config: a config file path or a built openseed `CfgNode`.
         weights: checkpoint to load (strictly, `weights_only=True`); None uses `MODEL.WEIGHTS` ("" = random init).
         opts: `KEY VALUE` overrides (with a config file path).
+        postprocess_resolution: "network" (default) merges photos larger than the network input at the input size
+            and resizes only the final outputs, so a 48-MP photo costs about what a 640×480 one does; "output"
+            resizes every query's mask to the photo first, as evaluation does
+            (`MODEL.DECODER.TEST.POSTPROCESS_RESOLUTION`).
     """
 
     def __init__(self, config: str | os.PathLike | CfgNode, weights: str | os.PathLike | None = None,
-                 opts: Sequence[str] | None = None):
+                 opts: Sequence[str] | None = None, postprocess_resolution: str = "network"):
+        if postprocess_resolution not in RESOLUTIONS:
+            raise ValueError(f"postprocess_resolution must be one of {RESOLUTIONS}, got {postprocess_resolution!r}")
         if isinstance(config, CfgNode):
             if opts:
                 raise ValueError("opts apply to a config file; merge them into the CfgNode yourself")
@@ -96,7 +115,10 @@ class Predictor:
         weights = self.cfg.MODEL.WEIGHTS if weights is None else os.fspath(weights)
         if weights:
             TrainingCheckpointer(self.model).load(weights, checkpointables=[])
-        self.resize = T.ResizeShortestEdge(self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MAX_SIZE_TEST)
+        self.model.postprocess_settings = dataclasses.replace(self.model.postprocess_settings,
+                                                              resolution=postprocess_resolution)
+        self.test_mapper = TestMapper(min_size=self.cfg.INPUT.MIN_SIZE_TEST, max_size=self.cfg.INPUT.MAX_SIZE_TEST,
+                                      image_format="RGB")
 
     @property
     def device(self) -> torch.device:
@@ -106,7 +128,7 @@ class Predictor:
         """The model's input dict: resized uint8 3×h×w image in `INPUT.FORMAT` order and the original size."""
         rgb = load_rgb_image(image, image_format)
         height, width = rgb.shape[:2]
-        resized = self.resize.get_transform(rgb).apply_image(rgb)
+        resized = self.test_mapper.resize_image(rgb)
         if self.cfg.INPUT.FORMAT == "BGR":
             resized = resized[:, :, ::-1]
         tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))

@@ -57,8 +57,10 @@ def test_load_rgb_image_accepts_paths_pil_and_arrays(tmp_path):
 def test_load_rgb_image_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="uint8"):
         load_rgb_image(np.zeros((8, 8, 3), dtype=np.float32))
-    with pytest.raises(ValueError, match=r"H×W×3"):
-        load_rgb_image(np.zeros((8, 8, 4), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"H×W×4"):
+        load_rgb_image(np.zeros((8, 8, 5), dtype=np.uint8))
+    with pytest.raises(ValueError, match="at least one pixel"):
+        load_rgb_image(np.zeros((0, 8, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="image_format"):
         load_rgb_image(_image(), image_format="RGBA")
     with pytest.raises(TypeError, match="list"):

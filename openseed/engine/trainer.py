@@ -29,6 +29,7 @@ from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
 from openseed.data import build_joint_train_loader
+from openseed.data.registration.common import closest_registered_names
 from openseed.engine.checkpointer import TrainingCheckpointer, load_backbone_weights, load_text_encoder_weights
 from openseed.engine.hooks import ParameterSyncCheck, PeriodicCheckpointer, PeriodicEvaluation
 from openseed.engine.optimizer import build_optimizer
@@ -45,10 +46,11 @@ def check_datasets_registered(names, config_key: str) -> None:
     registered = set(DatasetCatalog.list())
     missing = [name for name in names if name not in registered]
     if missing:
+        closest = "; ".join(f"{name!r}: closest registered names {closest_registered_names(name) or 'none'}"
+                            for name in missing)
         raise KeyError(
-            f"{config_key}: dataset(s) {missing} are not registered. Registered names include e.g. "
-            f"{sorted(registered)[:10]}; custom COCO-format data can be added with DATASETS.CUSTOM "
-            "('name:json_file:image_root')"
+            f"{config_key}: dataset(s) {missing} are not registered ({closest}); custom COCO-format data can be "
+            "added with DATASETS.CUSTOM ('name:json_file:image_root')"
         )
 
 

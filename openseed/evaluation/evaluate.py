@@ -7,14 +7,18 @@ protocol's test mapper and run Detectron2's `inference_on_dataset` on `model.bin
 embeds a vocabulary once and caches it; detection-only datasets ask for `("detection",)`, so no masks are computed),
 under autocast when `TEST.AMP` asks for it on CUDA.
 
-Files under `output_dir/<dataset>/`: `results.json` (metrics, protocol, weights, image count) plus the evaluators'
-own dumps. A dataset whose `results.json` exists with the same protocol and weights is not evaluated again unless
-`force=True`; its stored metrics are returned and the log says so. Works in every process of a multi-process run
+Files under `output_dir/<dataset>/`: `results.json` (metrics, image count and the fingerprint of what made them:
+protocol, config, weights content, annotation files, vocabulary, package version; `evaluation.fingerprint`),
+written atomically, plus the evaluators' own dumps. A dataset whose `results.json` has an equal fingerprint is not
+evaluated again unless `force=True`: its stored metrics are returned and the log says so; otherwise the log names
+the parts (and config keys) that differ and the dataset is evaluated again. A killed evaluation leaves no partial
+`results.json`, so re-running it evaluates what was missing. Works in every process of a multi-process run
 (the re-use decision is the main process's); metrics are returned on the main process, `{}` elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -24,7 +28,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from torch import nn
@@ -38,6 +42,15 @@ from openseed.utils.amp import autocast_dtype
 from openseed.vocabulary import Vocabulary
 
 from .evaluators import build_evaluator, check_evaluable
+from .fingerprint import (
+    PARTS,
+    annotation_fingerprint,
+    differences,
+    flat_config,
+    package_version,
+    vocabulary_fingerprint,
+    weights_fingerprint,
+)
 from .protocols import DatasetProtocol, protocol_for
 
 logger = logging.getLogger(__name__)
@@ -55,7 +68,8 @@ def evaluate(model, cfg, dataset_names: Iterable[str], output_dir: str, force: b
     Args:
         model: an `OpenSeeD` (or anything with `bind(vocabulary, task) -> callable(batched_inputs)` returning
             Detectron2-format outputs), possibly wrapped in DistributedDataParallel.
-        cfg: the config (INPUT.*_SIZE_TEST, INPUT.FORMAT, TEST.IMS_PER_GPU, DATALOADER.NUM_WORKERS, MODEL.WEIGHTS).
+        cfg: the config (INPUT.*_SIZE_TEST, INPUT.FORMAT, TEST.IMS_PER_GPU, DATALOADER.NUM_WORKERS, MODEL.WEIGHTS;
+            all result-relevant keys enter the results' fingerprint).
         dataset_names: registered dataset names (duplicates evaluated once).
         output_dir: results go to `output_dir/<dataset>/results.json`.
         force: re-evaluate datasets that already have stored results.
@@ -65,9 +79,12 @@ def evaluate(model, cfg, dataset_names: Iterable[str], output_dir: str, force: b
         model = model.module
     names = list(dict.fromkeys(dataset_names))
     protocols = {name: protocol_for(name, cfg) for name in names}
-    weights = weights_fingerprint(cfg.MODEL.WEIGHTS)
+    main = comm.is_main_process()
+    if main:
+        weights = weights_fingerprint(cfg.MODEL.WEIGHTS, model)
+        fingerprints = {name: result_fingerprint(cfg, protocols[name], weights) for name in names}
     reusable = _main_process_decision(lambda: [] if force else [
-        name for name in names if _stored_results(output_dir, protocols[name], weights) is not None])
+        name for name in names if _stored_results(output_dir, name, fingerprints[name]) is not None])
     to_evaluate = [name for name in names if name not in reusable]
     for name in to_evaluate:
         check_evaluable(protocols[name])
@@ -76,24 +93,26 @@ def evaluate(model, cfg, dataset_names: Iterable[str], output_dir: str, force: b
                        "prompt-template ensemble (spec §4.3); results are stored with prompt_ensemble=false")
 
     results = {}
-    main = comm.is_main_process()
     for name in tqdm(names, desc="datasets", unit="dataset", disable=not main or len(names) < 2, position=0):
         if name in reusable:
-            path = results_path(output_dir, name)
-            logger.info(f"{name}: re-using stored results from {path} (same protocol and weights; --force re-runs)")
-            results[name] = _stored_results(output_dir, protocols[name], weights)["results"]
+            if main:
+                path = results_path(output_dir, name)
+                logger.info(f"{name}: re-using stored results from {path} (same {', '.join(PARTS)}; --force "
+                            "re-runs)")
+                results[name] = _stored_results(output_dir, name, fingerprints[name])["results"]
             continue
         metrics, num_images = evaluate_dataset(model, cfg, protocols[name], os.path.join(output_dir, name))
         if main:
             results[name] = json_ready(metrics)
-            _write_results(output_dir, protocols[name], weights, results[name], num_images)
+            _write_results(output_dir, name, fingerprints[name], results[name], num_images)
     return results if main else {}
 
 
 def evaluate_dataset(model, cfg, protocol: DatasetProtocol, output_dir: str) -> tuple[dict, int]:
     """Run inference and the evaluators on one dataset; returns (metrics on the main process, number of images)."""
     name = protocol.dataset
-    records = DatasetCatalog.get(name)
+    with naming_bad_annotation_files(name):
+        records = DatasetCatalog.get(name)
     if len(records) == 0:
         raise ValueError(f"dataset {name!r} has no images to evaluate")
     metadata = resolve_metadata(name)
@@ -136,14 +155,41 @@ class ProgressLoader:
                 bar.update(1)
 
 
-def weights_fingerprint(path: str) -> dict:
-    """Identifies the evaluated weights in the results file: path, size and modification time of the file."""
-    if not path:
-        return {"path": "", "note": "no MODEL.WEIGHTS: randomly initialised model"}
-    if not os.path.isfile(path):
-        return {"path": path}
-    stat = os.stat(path)
-    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime": stat.st_mtime}
+def result_fingerprint(cfg, protocol: DatasetProtocol, weights: dict) -> dict:
+    """Everything that can change a dataset's metrics (see `openseed.evaluation.fingerprint`), one entry per part."""
+    with naming_bad_annotation_files(protocol.dataset):
+        metadata = resolve_metadata(protocol.dataset)
+    return {
+        "protocol": protocol.as_dict(),
+        "config": flat_config(cfg),
+        "weights": weights,
+        "annotations": annotation_fingerprint(metadata),
+        "vocabulary": vocabulary_fingerprint(Vocabulary.from_metadata(metadata)),
+        "package": package_version(),
+    }
+
+
+@contextlib.contextmanager
+def naming_bad_annotation_files(dataset: str):
+    """Re-raise a JSON decoding error (a truncated or corrupt annotation file) as a ValueError naming the dataset's
+    JSON files that do not parse (the decoder's own message names no file)."""
+    try:
+        yield
+    except json.JSONDecodeError as error:
+        paths = [value for value in MetadataCatalog.get(dataset).as_dict().values()
+                 if isinstance(value, str) and value.endswith(".json") and os.path.isfile(value)]
+        bad = [path for path in paths if not _parses_as_json(path)]
+        raise ValueError(f"dataset {dataset!r}: annotation file(s) {bad or paths} are corrupt or truncated "
+                         f"(not valid JSON: {error})") from error
+
+
+def _parses_as_json(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            json.load(handle)
+    except ValueError:
+        return False
+    return True
 
 
 def json_ready(value):
@@ -160,32 +206,36 @@ def json_ready(value):
     return value
 
 
-def _write_results(output_dir: str, protocol: DatasetProtocol, weights: dict, metrics: dict, num_images: int):
+def _write_results(output_dir: str, dataset: str, fingerprint: dict, metrics: dict, num_images: int):
     record = {
-        "dataset": protocol.dataset,
+        "dataset": dataset,
         "results": metrics,
-        "protocol": protocol.as_dict(),
-        "weights": weights,
+        **fingerprint,
         "num_images": num_images,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    path = results_path(output_dir, protocol.dataset)
+    path = results_path(output_dir, dataset)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     content = json.dumps(record, indent=2, allow_nan=False).encode("utf-8")
     atomic_write(path, lambda handle: handle.write(content))
-    logger.info(f"{protocol.dataset}: results written to {path}")
+    logger.info(f"{dataset}: results written to {path}")
 
 
-def _stored_results(output_dir: str, protocol: DatasetProtocol, weights: dict) -> dict | None:
-    """The stored record when it was made with this protocol and these weights, else None (logged)."""
-    path = results_path(output_dir, protocol.dataset)
+def _stored_results(output_dir: str, dataset: str, fingerprint: dict) -> dict | None:
+    """The stored record when every part of its fingerprint equals `fingerprint`, else None (the log says why)."""
+    path = results_path(output_dir, dataset)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        record = json.load(f)
-    if record.get("protocol") != protocol.as_dict() or record.get("weights") != weights:
-        logger.info(f"{protocol.dataset}: stored results in {path} were made with another protocol or other "
-                    "weights; evaluating again")
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as error:
+        logger.warning(f"{dataset}: stored results in {path} are unreadable ({error}); evaluating again")
+        return None
+    differing = differences(record, json.loads(json.dumps(fingerprint)))
+    if differing or "results" not in record:
+        logger.info(f"{dataset}: stored results in {path} were made with another {'; '.join(differing) or 'format'}"
+                    "; evaluating again")
         return None
     return record
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from openseed.data.mappers.test_mapper import INTERPOLATIONS
+from openseed.data.registration.common import closest_registered_names
 from openseed.modeling.postprocessing import normalize_tasks
 
 COCO_MAX_DETECTIONS = 100  # COCO API default maxDets (COCO, ADE, ODinW, SegInW, Objects365)
@@ -110,7 +111,8 @@ def protocol_for(dataset_name: str, cfg) -> DatasetProtocol:
     Raises KeyError for a dataset name that is not registered, ValueError for metadata without `tasks`.
     """
     if dataset_name not in DatasetCatalog.list():
-        raise KeyError(f"dataset {dataset_name!r} is not registered (see openseed.data and datasets/README.md)")
+        raise KeyError(f"dataset {dataset_name!r} is not registered; closest registered names: "
+                       f"{closest_registered_names(dataset_name) or 'none'} (see datasets/README.md)")
     metadata = MetadataCatalog.get(dataset_name)
     tasks = tuple(getattr(metadata, "tasks", ()) or ())
     if not tasks:

@@ -26,6 +26,7 @@ from openseed.modeling.postprocessing import (
     postprocess,
     resize_mask_logits,
 )
+from openseed.modeling.postprocessing.resize_results import resize_instances
 from openseed.modeling.targets import build_targets
 from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary
@@ -226,7 +227,8 @@ class OpenSeeD(nn.Module):
         Returns:
             per image `Instances` of the output size with, per box in the given order, `pred_masks` (bool H×W),
             `pred_boxes` (the box head's refined box, xyxy pixels), `scores` (class score × mean mask probability
-            inside the mask) and `pred_classes`.
+            inside the mask) and `pred_classes`. With post-processing resolution "network" and an output larger than the
+            network input, the masks are decided at the input size and resized by nearest neighbour.
         """
         if self.training:
             raise RuntimeError("segment_boxes is an inference API; call model.eval() first")
@@ -234,6 +236,7 @@ class OpenSeeD(nn.Module):
             raise ValueError(f"{len(boxes)} box sets for {len(batched_inputs)} images")
         if concepts is not None and len(concepts) != len(batched_inputs):
             raise ValueError(f"{len(concepts)} concept lists for {len(batched_inputs)} images")
+        _check_finite_boxes(boxes)
         images = self.preprocess(batched_inputs)
         padded_size = tuple(images.tensor.shape[-2:])
         output_sizes = [(item.get("height", size[0]), item.get("width", size[1]))
@@ -263,6 +266,10 @@ class OpenSeeD(nn.Module):
         for index, output_size in enumerate(output_sizes):
             count = int(valid[index].sum())
             geometry = ImageGeometry(images.image_sizes[index], padded_size, output_size)
+            at_network = (self.postprocess_settings.resolution == "network"
+                          and output_size[0] * output_size[1] > geometry.input_size[0] * geometry.input_size[1])
+            if at_network:
+                geometry = ImageGeometry(geometry.input_size, padded_size, geometry.input_size)
             mask_logits = resize_mask_logits(prompts["pred_masks"][index, :count], geometry)
             masks = mask_logits > 0
             mask_scores = (mask_logits.sigmoid() * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
@@ -277,6 +284,8 @@ class OpenSeeD(nn.Module):
             result.pred_boxes = Boxes(boxes_to_output_pixels(prompts["pred_boxes"][index, :count].float(), geometry))
             result.scores = class_scores * mask_scores.to(class_scores.device)
             result.pred_classes = classes
+            if at_network:
+                result = resize_instances(result, output_size, self.postprocess_settings.max_chunk_elements)
             results.append(result)
         return results
 
@@ -314,3 +323,13 @@ class BoundOpenSeeD(nn.Module):
 
     def forward(self, batched_inputs: list[dict]) -> list[dict]:
         return self.model(batched_inputs, vocabulary=self.vocabulary, task=self.task)
+
+
+def _check_finite_boxes(boxes_per_image) -> None:
+    """Refuse NaN or infinite prompt boxes (they would silently become garbage prompts)."""
+    for index, raw in enumerate(boxes_per_image):
+        values = torch.as_tensor(raw, dtype=torch.float32).reshape(-1, 4)
+        bad = (~torch.isfinite(values)).any(-1).nonzero()[:, 0].tolist()
+        if bad:
+            raise ValueError(f"image {index}: boxes {bad} have NaN or infinite coordinates "
+                             f"({values[bad[0]].tolist()}); expected finite x0, y0, x1, y1 pixels")

@@ -4,7 +4,9 @@ Each `--vocab` is one case in its own process (peak RSS per case): build the mod
 `--weights`), embed the vocabulary once (cached: in memory, and on disk under `--text-cache`), then time `--runs`
 forwards of a deterministic synthetic image of `--size H W` after `--warmup` untimed ones; results are requested at
 `--output-size` (default: the input size; a different size adds the bicubic resize of every mask, as when COCO
-images are evaluated at their original size). The vocabulary's embedding is set-up, as an evaluation with a warm
+images are evaluated at their original size). `--image-size H W` instead feeds a synthetic photo of that size through
+`Predictor` (test resize, post-processing at `--postprocess-resolution`, results at the photo's size): the timed
+forward then includes the resize of the photo. The vocabulary's embedding is set-up, as an evaluation with a warm
 disk cache would have it: its time and peak RSS are reported apart ("text setup"), and the peak-RSS count restarts
 after it, so "peak RSS" is that of the forwards with the cached vocabulary. The stage breakdown is
 exclusive wall time: text (the cache look-up), backbone, pixel decoder, decoder, post-processing, other
@@ -21,7 +23,8 @@ import torch
 from tabulate import tabulate
 
 from openseed.modeling import meta_arch
-from openseed.modeling.postprocessing import TASKS
+from openseed.modeling.postprocessing import RESOLUTIONS, TASKS
+from openseed.predictor import Predictor
 
 from .benchmark_common import (
     MALLOC_SETTINGS,
@@ -61,14 +64,29 @@ def _result_counts(result: dict) -> dict:
 
 def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, size: tuple[int, int], vocab: str,
               tasks: tuple[str, ...], runs: int, warmup: int, text_cache: str,
-              output_size: tuple[int, int] | None = None) -> dict:
+              output_size: tuple[int, int] | None = None, image_size: tuple[int, int] | None = None,
+              postprocess_resolution: str = "network") -> dict:
     """One eval case (run in a child process by `run_isolated`); see the module docstring."""
     opts = list(opts) + (["MODEL.TEXT.CACHE_DIR", text_cache] if text_cache else [])
-    _, model = build_benchmark_model(config_file, opts, weights, seed)
     vocabulary = benchmark_vocabulary(vocab)
-    height, width = size
-    out_height, out_width = output_size or size
-    inputs = [{"image": synthetic_image(height, width, seed), "height": out_height, "width": out_width}]
+    if image_size:
+        torch.manual_seed(seed)
+        predictor = Predictor(config_file, weights, opts, postprocess_resolution=postprocess_resolution)
+        model = predictor.model
+        photo = synthetic_image(*image_size, seed).permute(1, 2, 0).contiguous().numpy()
+        height, width = predictor.model_input(photo)["image"].shape[-2:]
+        out_height, out_width = image_size
+
+        def forward():
+            return [predictor(photo, vocabulary, task=tasks)]
+    else:
+        _, model = build_benchmark_model(config_file, opts, weights, seed)
+        height, width = size
+        out_height, out_width = output_size or size
+        inputs = [{"image": synthetic_image(height, width, seed), "height": out_height, "width": out_width}]
+
+        def forward():
+            return model(inputs, vocabulary=vocabulary, task=tasks)
     start = time.perf_counter()
     with torch.no_grad():
         model.lang_encoder.embed_vocabulary(vocabulary, train=False)
@@ -81,14 +99,15 @@ def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, siz
     def step():
         outputs.clear()  # an evaluation loop hands each result on and drops it before the next image
         with torch.no_grad():
-            outputs.extend(model(inputs, vocabulary=vocabulary, task=tasks))
+            outputs.extend(forward())
 
     timer = StageTimer()
     modules, attributes = model_stage_hooks(model)
     with timer.instrument(modules, attributes):
         measured = timed_runs(step, timer, runs=runs, warmup=warmup)
     measured.update(vocab=vocab, num_classes=len(vocabulary), size=[height, width],
-                    output_size=[out_height, out_width], tasks=list(tasks),
+                    output_size=[out_height, out_width], tasks=list(tasks), photo=bool(image_size),
+                    postprocess_resolution=postprocess_resolution if image_size else "output",
                     text_setup_s=text_setup_s, text_setup_peak_rss_mb=text_setup_peak_rss_mb,
                     counts=_result_counts(outputs[0]))
     return measured
@@ -97,13 +116,16 @@ def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, siz
 def run_eval_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: str = "", seed: int = 0,
                        size=(800, 1216), vocabs=("coco143",), tasks=("panoptic", "instance", "semantic"),
                        runs: int = 5, warmup: int = 1, threads: int = 2, text_cache: str = "",
-                       malloc: str = "tuned", output_size=None) -> list[dict]:
+                       malloc: str = "tuned", output_size=None, image_size=None,
+                       postprocess_resolution: str = "network") -> list[dict]:
     """One row per vocabulary, each measured in a fresh process."""
     rows = []
     for vocab in vocabs:
         kwargs = dict(config_file=config_file, opts=list(opts), weights=weights, seed=seed, size=tuple(size),
                       vocab=vocab, tasks=tuple(tasks), runs=runs, warmup=warmup, text_cache=text_cache,
-                      output_size=tuple(output_size) if output_size else None)
+                      output_size=tuple(output_size) if output_size else None,
+                      image_size=tuple(image_size) if image_size else None,
+                      postprocess_resolution=postprocess_resolution)
         row = run_isolated(eval_case, kwargs, threads=threads, malloc=malloc)
         row.setdefault("vocab", vocab)
         rows.append(row)
@@ -119,7 +141,7 @@ def format_eval_rows(rows: list[dict]) -> str:
             table.append([r["vocab"], "", "", r["error"], "", "", "", "", "", "", "", "", ""])
             continue
         table.append([
-            f"{r['vocab']} ({r['num_classes']})", _size_text(r["size"], r["output_size"]), "+".join(r["tasks"]),
+            f"{r['vocab']} ({r['num_classes']})", _size_text(r), "+".join(r["tasks"]),
             f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
             f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", f"{r['threads']} / {r['malloc']}",
             f"{r['load_before']:.1f}→{r['load_after']:.1f}", stage_summary(r["stages"], STAGE_ORDER),
@@ -130,9 +152,11 @@ def format_eval_rows(rows: list[dict]) -> str:
     return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _size_text(size: list[int], output_size: list[int]) -> str:
-    text = "×".join(map(str, size))
-    return text if output_size == size else f"{text} → {'×'.join(map(str, output_size))}"
+def _size_text(row: dict) -> str:
+    network, output = "×".join(map(str, row["size"])), "×".join(map(str, row["output_size"]))
+    if row.get("photo"):
+        return f"photo {output} (network {network}, post-processing at {row['postprocess_resolution']})"
+    return network if output == network else f"{network} → {output}"
 
 
 def add_common_model_arguments(parser: argparse.ArgumentParser, *, runs: int, warmup: int) -> None:
@@ -159,6 +183,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(800, 1216), metavar=("H", "W"), help="input image size")
     parser.add_argument("--output-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                         help="size of the results (dataset height/width); default: the input size")
+    parser.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="a photo of this size through `Predictor` (test resize, results at the photo's size); "
+                             "overrides --size/--output-size")
+    parser.add_argument("--postprocess-resolution", choices=RESOLUTIONS, default="network",
+                        help="with --image-size: the Predictor's post-processing resolution")
     parser.add_argument("--vocab", action="append", default=None,
                         help=f"vocabulary, repeatable (one row each): {', '.join(VOCABULARY_SPECS)} or a count N "
                              "(first N LVIS names); default coco143")
@@ -174,5 +203,6 @@ def run(args: argparse.Namespace) -> None:
     rows = run_eval_benchmark(config_file=args.config_file, opts=model_opts(args), weights=args.weights, seed=args.seed,
                               size=args.size, vocabs=tuple(args.vocab or ("coco143",)), tasks=tuple(args.tasks),
                               runs=args.runs, warmup=args.warmup, threads=args.threads, text_cache=args.text_cache,
-                              malloc=args.malloc, output_size=args.output_size)
+                              malloc=args.malloc, output_size=args.output_size, image_size=args.image_size,
+                              postprocess_resolution=args.postprocess_resolution)
     print(format_eval_rows(rows))

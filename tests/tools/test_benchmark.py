@@ -219,3 +219,12 @@ def test_command_line_prints_tables_for_eval_train_and_text(capsys):
         assert len(re.findall(rf"\| {header} +\|", out)) == 3, header
     assert "coco80 (80)" in out and "64×96 → 50×70" in out and "post-processing" in out and out.count("1 / tuned") == 3
     assert "backward" in out and "optimizer" in out and "5 (5)" in out
+
+
+def test_eval_case_through_the_predictor_for_a_photo_size():
+    row = eval_case(config_file=TINY, opts=[], weights="", seed=0, size=(0, 0), vocab="4", tasks=("panoptic",),
+                    runs=1, warmup=0, text_cache="", image_size=(300, 1000), postprocess_resolution="network")
+    row.update(peak_rss_mb=1024.0, threads=1, malloc="glibc")
+    assert row["output_size"] == [300, 1000] and row["size"] == [64, 213]  # tiny config: long side ≤ 213
+    assert row["postprocess_resolution"] == "network" and row["num_classes"] == 4
+    assert "photo 300×1000 (network 64×213, post-processing at network)" in format_eval_rows([row])

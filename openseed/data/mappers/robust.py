@@ -15,18 +15,34 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from detectron2.data import detection_utils as utils
+from detectron2.utils.file_io import PathManager
+from PIL import Image, ImageOps
 
 logger = logging.getLogger(__name__)
+
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow modes of 16-bit (and 32-bit) grayscale
 
 
 class BadSampleError(ValueError):
     """A dataset sample that cannot be used; the message names the file and the problem."""
 
 
+def pil_to_array(image: Image.Image, image_format: str) -> np.ndarray:
+    """A PIL image -> numpy array in `image_format` (as `detection_utils.read_image`): EXIF orientation applied,
+    16-bit grayscale scaled to 8 bits (÷257, rounded; Pillow would clip it at 255), CMYK/palette converted, alpha
+    dropped."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257.0
+        image = Image.fromarray(np.rint(values).astype(np.uint8))
+    return utils.convert_PIL_to_numpy(image, image_format)
+
+
 def read_image_checked(file_name: str, image_format: str) -> np.ndarray:
-    """`detection_utils.read_image`, with a missing or corrupt/truncated file raised as `BadSampleError`."""
+    """Read an image file with `pil_to_array`; a missing or corrupt/truncated file raises `BadSampleError`."""
     try:
-        return utils.read_image(file_name, format=image_format)
+        with PathManager.open(file_name, "rb") as handle:
+            return pil_to_array(Image.open(handle), image_format)
     except FileNotFoundError as error:
         raise BadSampleError(f"{file_name}: image file not found") from error
     except (OSError, SyntaxError) as error:

@@ -34,6 +34,14 @@ class TestMapper:
         self.resize = T.ResizeShortestEdge(min_size, limit, interp=INTERPOLATIONS[interpolation])
         self.image_format = image_format
 
+    def resize_image(self, image: np.ndarray) -> np.ndarray:
+        """H×W×C uint8 -> the test size; each side at least 1 pixel (Detectron2 rounds a 1×5000 image's to 0)."""
+        height, width = image.shape[:2]
+        new_height, new_width = T.ResizeShortestEdge.get_output_shape(height, width, self.resize.short_edge_length[0],
+                                                                      self.resize.max_size)
+        transform = T.ResizeTransform(height, width, max(new_height, 1), max(new_width, 1), self.resize.interp)
+        return transform.apply_image(image)
+
     @classmethod
     def from_config(cls, cfg, is_train: bool = False, dataset_name: str | None = None) -> dict:
         return {
@@ -49,6 +57,6 @@ class TestMapper:
         check_image_size(dataset_dict, image)
         result.setdefault("height", image.shape[0])
         result.setdefault("width", image.shape[1])
-        resized = self.resize.get_transform(image).apply_image(image)
+        resized = self.resize_image(image)
         result["image"] = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
         return result

@@ -13,6 +13,7 @@ Metadata keys set for every dataset (besides Detectron2's `thing_classes`, `stuf
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -156,3 +157,10 @@ def register_sem_seg_folder(name: str, image_root: str, sem_seg_root: str, stuff
         sem_seg_root=sem_seg_root,
         stuff_classes=list(stuff_classes),
     )
+
+
+def closest_registered_names(name: str, count: int = 5) -> list[str]:
+    """Up to `count` registered dataset names closest to `name` (difflib ratio ≥ 0.5, case-insensitive), best first."""
+    registered = {registered_name.lower(): registered_name for registered_name in DatasetCatalog.list()}
+    matches = difflib.get_close_matches(name.lower(), list(registered), n=count, cutoff=0.5)
+    return [registered[match] for match in matches]

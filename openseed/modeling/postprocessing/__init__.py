@@ -22,15 +22,20 @@ antialias) to the output size; only the queries a task needs are resized (semant
 instance: the top-k ones), each pixel once, in tiles: bands of rows over all needed queries when the final resize
 is the identity (`geometry.row_band_factor`; bounded by `PostprocessSettings.max_band_elements`), chunks of queries
 over the whole image otherwise (bounded by `PostprocessSettings.max_chunk_elements`).
+With `PostprocessSettings.resolution` "network" (the `Predictor` default) and an output larger than the input, all
+of this happens at the input size and only the final outputs are brought to the output size (`resize_results`: nearest for ids and masks, bilinear for
+semantic scores), so memory and time do not grow with the photo.
 Panoptic uses all queries; instance/detection the first `num_foreground_queries` (thing classes only when panoptic
 is requested too).
 """
 
 from .geometry import ImageGeometry, boxes_to_output_pixels, resize_mask_logits
 from .pipeline import postprocess
-from .settings import TASKS, PostprocessSettings, normalize_tasks
+from .resize_results import resize_results
+from .settings import RESOLUTIONS, TASKS, PostprocessSettings, normalize_tasks
 
 __all__ = [
+    "RESOLUTIONS",
     "TASKS",
     "ImageGeometry",
     "PostprocessSettings",
@@ -38,4 +43,5 @@ __all__ = [
     "normalize_tasks",
     "postprocess",
     "resize_mask_logits",
+    "resize_results",
 ]

@@ -10,6 +10,7 @@ from torch import Tensor
 from .geometry import ImageGeometry, resize_mask_logits, resize_mask_logits_rows, row_band_factor
 from .instance import InstanceMaskAccumulator, build_instances, select_instances
 from .panoptic import PanopticAccumulator, select_panoptic_queries
+from .resize_results import resize_results
 from .semantic import SemanticAccumulator, semantic_class_weights
 from .settings import PostprocessSettings, normalize_tasks
 
@@ -28,6 +29,10 @@ def postprocess(
     settings: PostprocessSettings | None = None,
 ) -> dict:
     """Post-process one image (no autograd graph is recorded).
+
+    With `settings.resolution` "network" and an output larger (in pixels) than the input, the results are computed
+    at the input size and only they are resized (`resize_results`); otherwise each needed query's mask is resized to
+    the output size first (the official order, exact; already bounded by the input size when the output is smaller).
 
     Args:
         class_logits: Q×K class logits (all queries: foreground first, then background).
@@ -52,6 +57,16 @@ def postprocess(
     geometry = ImageGeometry(tuple(input_size), tuple(padded_size), tuple(output_size))
     is_thing = torch.as_tensor(is_thing, dtype=torch.bool).cpu()
     _check_shapes(class_logits, mask_logits, boxes, is_thing, tasks)
+    if settings.resolution == "network" and _area(geometry.output_size) > _area(geometry.input_size):
+        network = ImageGeometry(geometry.input_size, geometry.padded_size, geometry.input_size)
+        results = _postprocess_at(class_logits, mask_logits, boxes, tasks, network, is_thing, settings)
+        return resize_results(results, geometry.output_size, settings.max_chunk_elements)
+    return _postprocess_at(class_logits, mask_logits, boxes, tasks, geometry, is_thing, settings)
+
+
+def _postprocess_at(class_logits: Tensor, mask_logits: Tensor | None, boxes: Tensor, tasks: frozenset[str],
+                    geometry: ImageGeometry, is_thing: Tensor, settings: PostprocessSettings) -> dict:
+    """`postprocess` with every needed query's mask resized to `geometry.output_size` (validated arguments)."""
     num_queries = class_logits.shape[0]
 
     accumulators = {}
@@ -78,6 +93,10 @@ def postprocess(
         masks = accumulators["instance"].result() if "instance" in tasks else None
         results["instances"] = build_instances(instance_selection, boxes, geometry, settings, masks)
     return results
+
+
+def _area(size: tuple[int, int]) -> int:
+    return size[0] * size[1]
 
 
 def _feed_resized_masks(mask_logits: Tensor, geometry: ImageGeometry, accumulators: list,

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 TASKS = ("panoptic", "instance", "semantic", "detection")
+RESOLUTIONS = ("output", "network")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,10 @@ class PostprocessSettings:
         max_band_elements: memory bound when the output size is the input size: tiles of bands of rows over all
             needed queries of at most about this many pixels (queries × rows × padded width).
         Results do not depend on either beyond float summation order.
+        resolution: "output" resizes every needed query's mask to the output size before the merge (the official
+            order, exact); "network" does the same for outputs no larger than the network input, and for larger ones
+            merges at the input size and resizes only the final outputs (`resize_results`), so memory and time do
+            not grow with the output size.
     """
 
     object_mask_threshold: float = 0.25
@@ -37,6 +42,7 @@ class PostprocessSettings:
     num_foreground_queries: int = 300
     max_chunk_elements: int = 1 << 25  # 128 MB float32 chunks (README "Performance": eval with --output-size)
     max_band_elements: int = 1 << 23  # 32 MB float32 tiles
+    resolution: str = "output"
 
     def __post_init__(self):
         if self.temperature <= 0:
@@ -45,6 +51,8 @@ class PostprocessSettings:
                                                             "max_chunk_elements", "max_band_elements")}
         if min(counts.values()) <= 0:
             raise ValueError(f"{', '.join(counts)} must be positive, got {list(counts.values())}")
+        if self.resolution not in RESOLUTIONS:
+            raise ValueError(f"post-processing resolution must be one of {RESOLUTIONS}, got {self.resolution!r}")
 
     @classmethod
     def from_config(cls, cfg) -> PostprocessSettings:
@@ -58,6 +66,7 @@ class PostprocessSettings:
             focus_on_box=test.FOCUS_ON_BOX,
             detections_per_image=test.DETECTIONS_PER_IMAGE,
             num_foreground_queries=cfg.MODEL.DECODER.NUM_OBJECT_QUERIES_TEST,
+            resolution=test.POSTPROCESS_RESOLUTION,
         )
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import pickle
 import tempfile
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class EmbeddingCache:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.max_entries = max_entries
         self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()  # Predictor calls from several threads share one cache
 
     @property
     def on_disk(self) -> bool:
@@ -39,19 +41,27 @@ class EmbeddingCache:
 
     def get(self, key: str) -> torch.Tensor | None:
         """The in-memory entry for `key`, or None."""
-        if key not in self._memory:
-            return None
-        self._memory.move_to_end(key)
-        return self._memory[key]
+        with self._lock:
+            if key not in self._memory:
+                return None
+            self._memory.move_to_end(key)
+            return self._memory[key]
 
     def put(self, key: str, embeddings: torch.Tensor) -> None:
-        self._memory[key] = embeddings.detach()
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.max_entries:
-            self._memory.popitem(last=False)
+        with self._lock:
+            self._memory[key] = embeddings.detach()
+            self._memory.move_to_end(key)
+            while len(self._memory) > self.max_entries:
+                self._memory.popitem(last=False)
 
     def clear_memory(self) -> None:
-        self._memory.clear()
+        with self._lock:
+            self._memory.clear()
+
+    @property
+    def num_in_memory(self) -> int:
+        """Entries held in memory (at most `max_entries`)."""
+        return len(self._memory)
 
     def path(self, disk_key: str) -> Path:
         if self.cache_dir is None:
