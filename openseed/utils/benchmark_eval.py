@@ -9,7 +9,10 @@ disk cache would have it: its time and peak RSS are reported apart ("text setup"
 after it, so "peak RSS" is that of the forwards with the cached vocabulary. The stage breakdown is
 exclusive wall time: text (the cache look-up), backbone, pixel decoder, decoder, post-processing, other
 (normalisation, padding, glue). With random weights no panoptic segment survives the overlap test; post-processing
-time is still dominated by the mask resizing every requested task needs.
+time is still dominated by the mask resizing every requested task needs. `--amp bfloat16` runs the forwards under
+autocast (`TEST.AMP`; the vocabulary embedding stays float32), `--backend onnxruntime` runs the network from an ONNX
+export instead (`openseed.export`; the graph is exported in the child before the timed runs, for the vocabulary and
+the padded input size of the case) and post-processes its outputs with the same code.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tabulate import tabulate
 
 from openseed.modeling import meta_arch
 from openseed.modeling.postprocessing import TASKS
+from openseed.utils.amp import autocast_dtype
 
 from .benchmark_common import (
     MALLOC_SETTINGS,
@@ -37,6 +41,7 @@ from .benchmark_inputs import VOCABULARY_SPECS, benchmark_vocabulary, build_benc
 
 DEFAULT_CONFIG = "configs/openseed/swint_decoupled_coco_o365.yaml"
 STAGE_ORDER = ("text", "backbone", "pixel decoder", "decoder", "post-processing", "other")
+PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 def model_stage_hooks(model) -> tuple[dict, dict]:
@@ -64,7 +69,8 @@ def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, siz
               output_size: tuple[int, int] | None = None) -> dict:
     """One eval case (run in a child process by `run_isolated`); see the module docstring."""
     opts = list(opts) + (["MODEL.TEXT.CACHE_DIR", text_cache] if text_cache else [])
-    _, model = build_benchmark_model(config_file, opts, weights, seed)
+    cfg, model = build_benchmark_model(config_file, opts, weights, seed)
+    amp_dtype = autocast_dtype(cfg, "TEST")
     vocabulary = benchmark_vocabulary(vocab)
     height, width = size
     out_height, out_width = output_size or size
@@ -80,7 +86,7 @@ def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, siz
 
     def step():
         outputs.clear()  # an evaluation loop hands each result on and drops it before the next image
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(model.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             outputs.extend(model(inputs, vocabulary=vocabulary, task=tasks))
 
     timer = StageTimer()
@@ -90,7 +96,7 @@ def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, siz
     measured.update(vocab=vocab, num_classes=len(vocabulary), size=[height, width],
                     output_size=[out_height, out_width], tasks=list(tasks),
                     text_setup_s=text_setup_s, text_setup_peak_rss_mb=text_setup_peak_rss_mb,
-                    counts=_result_counts(outputs[0]))
+                    counts=_result_counts(outputs[0]), precision=precision_name(amp_dtype))
     return measured
 
 
@@ -111,15 +117,16 @@ def run_eval_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: s
 
 
 def format_eval_rows(rows: list[dict]) -> str:
-    headers = ["vocab (K)", "size", "tasks", "median s", "min–max s", "CPU s", "peak RSS GB", "threads / malloc",
+    headers = ["vocab (K)", "size", "tasks", "precision", "median s", "min–max s", "CPU s", "peak RSS GB", "threads / malloc",
                "load 1m", "stages: median wall s", "stages: median CPU s", "outputs", "text setup s / GB"]
     table = []
     for r in rows:
         if "error" in r:
-            table.append([r["vocab"], "", "", r["error"], "", "", "", "", "", "", "", "", ""])
+            table.append([r["vocab"], "", "", "", r["error"], "", "", "", "", "", "", "", "", ""])
             continue
         table.append([
             f"{r['vocab']} ({r['num_classes']})", _size_text(r["size"], r["output_size"]), "+".join(r["tasks"]),
+            r["precision"],
             f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
             f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", f"{r['threads']} / {r['malloc']}",
             f"{r['load_before']:.1f}→{r['load_after']:.1f}", stage_summary(r["stages"], STAGE_ORDER),
@@ -146,12 +153,28 @@ def add_common_model_arguments(parser: argparse.ArgumentParser, *, runs: int, wa
     parser.add_argument("--device", default="cpu", help="MODEL.DEVICE (the targets of issue 9 are CPU figures)")
     parser.add_argument("--malloc", choices=MALLOC_SETTINGS, default="tuned",
                         help="tuned: the malloc settings the tools apply (openseed.utils.malloc); glibc: defaults")
+    parser.add_argument("--amp", choices=PRECISIONS, default="float32",
+                        help="autocast dtype (TEST.AMP for eval, SOLVER.AMP for train); CPU: bfloat16 only")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
 
 
+def amp_opts(precision: str) -> list[str]:
+    """`KEY VALUE` overrides of `TEST.AMP` and `SOLVER.AMP` for a `--amp` precision ("float32": AMP off)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
+    enabled, dtype = (False, "float16") if precision == "float32" else (True, precision)
+    return [item for section in ("TEST", "SOLVER")
+            for item in (f"{section}.AMP.ENABLED", str(enabled), f"{section}.AMP.DTYPE", dtype)]
+
+
+def precision_name(amp_dtype: torch.dtype | None) -> str:
+    return "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
+
+
 def model_opts(args: argparse.Namespace) -> list[str]:
-    """Config overrides of the model benchmarks: MODEL.DEVICE from `--device`, then the command-line `KEY VALUE`s."""
-    return ["MODEL.DEVICE", args.device, *args.opts]
+    """Config overrides of the model benchmarks: MODEL.DEVICE from `--device`, AMP from `--amp`, then the
+    command-line `KEY VALUE`s."""
+    return ["MODEL.DEVICE", args.device, *amp_opts(args.amp), *args.opts]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
