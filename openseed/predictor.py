@@ -11,6 +11,11 @@ Images are file paths, PIL images or uint8 numpy arrays (H×W×3 in `image_forma
 `ResizeShortestEdge(INPUT.MIN_SIZE_TEST, INPUT.MAX_SIZE_TEST)`) and every output is returned at the original size,
 in Detectron2's formats (see docs/architecture.md, "Model"). The device is `MODEL.DEVICE` of the config.
 Class names are encoded with the evaluation prompt path; embeddings are cached per vocabulary.
+
+    predictor = Predictor("configs/demo/openseed_demo.yaml", backend="onnxruntime", onnx_file="demo.onnx")
+
+runs the network exported by `tools/export_onnx.py` (its vocabulary fixed at export) in ONNX Runtime on CPU, with
+the same resize and post-processing; box prompts need the PyTorch backend.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from PIL import Image
 from openseed.config import setup_cfg
 from openseed.data.mappers.robust import read_image_checked
 from openseed.engine.checkpointer import TrainingCheckpointer
+from openseed.modeling.postprocessing import PostprocessSettings
 from openseed.vocabulary import Vocabulary
 
 IMAGE_FORMATS = ("RGB", "BGR")
+BACKENDS = ("pytorch", "onnxruntime")
 
 
 def load_rgb_image(image, image_format: str = "RGB") -> np.ndarray:
@@ -81,26 +88,44 @@ class Predictor:
         config: a config file path or a built openseed `CfgNode`.
         weights: checkpoint to load (strictly, `weights_only=True`); None uses `MODEL.WEIGHTS` ("" = random init).
         opts: `KEY VALUE` overrides (with a config file path).
+        backend: "pytorch", or "onnxruntime" to run `onnx_file` (an `openseed.export` file of this config's model;
+            its weights and vocabulary are those baked in at export, so `weights` must be None).
     """
 
     def __init__(self, config: str | os.PathLike | CfgNode, weights: str | os.PathLike | None = None,
-                 opts: Sequence[str] | None = None):
+                 opts: Sequence[str] | None = None, *, backend: str = "pytorch",
+                 onnx_file: str | os.PathLike | None = None):
         if isinstance(config, CfgNode):
             if opts:
                 raise ValueError("opts apply to a config file; merge them into the CfgNode yourself")
             self.cfg = config
         else:
             self.cfg = setup_cfg(os.fspath(config), list(opts or ()))
-        self.model = build_model(self.cfg)
-        self.model.eval()
-        weights = self.cfg.MODEL.WEIGHTS if weights is None else os.fspath(weights)
-        if weights:
-            TrainingCheckpointer(self.model).load(weights, checkpointables=[])
+        self.backend = backend
+        if backend == "onnxruntime":
+            self.model = self._onnx_model(onnx_file, weights)
+        elif backend == "pytorch":
+            self.model = build_model(self.cfg)
+            self.model.eval()
+            weights = self.cfg.MODEL.WEIGHTS if weights is None else os.fspath(weights)
+            if weights:
+                TrainingCheckpointer(self.model).load(weights, checkpointables=[])
+        else:
+            raise ValueError(f"backend {backend!r}: expected one of {BACKENDS}")
         self.resize = T.ResizeShortestEdge(self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MAX_SIZE_TEST)
+
+    def _onnx_model(self, onnx_file, weights):
+        from openseed.export import OnnxRuntimeModel
+
+        if onnx_file is None:
+            raise ValueError("backend='onnxruntime' needs onnx_file=... (written by tools/export_onnx.py)")
+        if weights is not None:
+            raise ValueError("backend='onnxruntime' takes its weights from onnx_file; pass weights=None")
+        return OnnxRuntimeModel(onnx_file, PostprocessSettings.from_config(self.cfg))
 
     @property
     def device(self) -> torch.device:
-        return self.model.device
+        return torch.device("cpu") if self.backend == "onnxruntime" else self.model.device
 
     def model_input(self, image, image_format: str = "RGB") -> dict:
         """The model's input dict: resized uint8 3×h×w image in `INPUT.FORMAT` order and the original size."""
@@ -137,6 +162,8 @@ class Predictor:
         (optional) labels the masks. Returns `Instances` of the original size with `pred_masks` (bool N×H×W),
         `pred_boxes`, `scores`, `pred_classes`, in the order of `boxes`.
         """
+        if self.backend != "pytorch":
+            raise ValueError(f"segment_boxes needs the PyTorch backend (this predictor runs {self.backend!r})")
         boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
         if concepts is not None:
             concepts = [list(concepts)]

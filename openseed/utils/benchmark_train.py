@@ -176,9 +176,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> list[dict]:
     rows = run_train_benchmark(config_file=args.config_file, opts=model_opts(args), weights=args.weights,
                                seed=args.seed, size=args.size, datasets=tuple(args.datasets), images=args.images,
                                instances=args.instances, checkpoints=tuple(args.checkpoint or ((),)),
                                runs=args.runs, warmup=args.warmup, threads=args.threads, malloc=args.malloc)
     print(format_train_rows(rows))
+    return rows
