@@ -3,8 +3,8 @@
 #
 #   scripts/bench_side_by_side.sh [--runs N] [--eval-size H W] [--train-size S] [--threads T] [--out DIR]
 #
-# Official (../shared/reference/bench_official.py, the patched official code set up under $REF_DIR, default
-# /tmp/ref, per ../shared/reference/README.md): eval --size H W (143 names) and train --size S --datasets coco.
+# Official ($OFFICIAL_BENCH, default ../shared/reference/bench_official.py beside the clone: the patched official code
+# set up under $REF_DIR, default /tmp/ref, per that folder's README.md): eval --size H W (143 names) and train --size S --datasets coco.
 # Ours (tools/benchmark.py): `peak` (fp32/bf16 GFLOP/s of a 2048² matmul), eval in float32 with a cold text cache
 # (empty cache folder: the vocabulary is embedded in the process) and a warm one (FLOPs counted), bfloat16 autocast
 # (reference fp32 parts), bfloat16 with the pixel-decoder FFN in bfloat16 too, ONNX Runtime; train float32 and
