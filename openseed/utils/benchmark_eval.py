@@ -93,7 +93,7 @@ def eval_case(*, config_file: str, opts: list[str], weights: str, seed: int, siz
         if amp_dtype is not None:
             raise ValueError("--backend onnxruntime runs the float32 export; drop --amp")
         export_dir = tempfile.TemporaryDirectory(prefix="openseed_onnx_")
-        model = _onnx_runtime_model(cfg, model, vocabulary, Path(export_dir.name) / "network.onnx")
+        model = _onnx_runtime_model(cfg, model, vocabulary, Path(export_dir.name) / "network.onnx", size)
         gc.collect()
     text_setup_s = time.perf_counter() - start
     gflop = network_gflop(model, inputs, vocabulary) if count_flops and not export_dir else None
@@ -134,12 +134,14 @@ def network_gflop(model, inputs: list[dict], vocabulary) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def _onnx_runtime_model(cfg, model, vocabulary, path: Path):
-    """Export `model` for `vocabulary` to `path` and load it in ONNX Runtime (threads: torch's)."""
+def _onnx_runtime_model(cfg, model, vocabulary, path: Path, size: tuple[int, int]):
+    """Export `model` for `vocabulary` to `path`, traced at the padded `size` of the case (Swin graphs are only
+    valid at their traced size, README "ONNX Runtime"), and load it in ONNX Runtime (threads: torch's)."""
     from openseed.export import OnnxRuntimeModel, export_onnx
     from openseed.modeling.postprocessing import PostprocessSettings
 
-    export_onnx(model, vocabulary, path)
+    step = model.size_divisibility or 32
+    export_onnx(model, vocabulary, path, sample_size=tuple(-(-side // step) * step for side in size))
     return OnnxRuntimeModel(path, PostprocessSettings.from_config(cfg))
 
 
