@@ -86,6 +86,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.ENCODER.NUM_POINTS = 4
     cfg.MODEL.ENCODER.ACTIVATION_CHECKPOINT = False
     cfg.MODEL.ENCODER.DEFORM_ATTN_IMPL = "auto"  # "pytorch" (reference), "embedding_bag" (CPU), "auto": by device
+    cfg.MODEL.ENCODER.AUTOCAST_FFN = False  # under AMP, encoder FFN GEMMs in the AMP dtype too (else fp32 as reference)
 
     # Transformer decoder (spec §5-7)
     cfg.MODEL.DECODER = CN()

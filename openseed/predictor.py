@@ -12,6 +12,11 @@ Images are file paths, PIL images or uint8/uint16 numpy arrays (H×W×3 or H×W�
 returned at the original size, in Detectron2's formats (see docs/architecture.md, "Model"); post-processing runs at
 the network's resolution and only the final outputs are resized, so memory does not grow with the photo. The device is `MODEL.DEVICE` of the config.
 Class names are encoded with the evaluation prompt path; embeddings are cached per vocabulary.
+
+    predictor = Predictor("configs/demo/openseed_demo.yaml", backend="onnxruntime", onnx_file="demo.onnx")
+
+runs the network exported by `tools/export_onnx.py` (its vocabulary fixed at export) in ONNX Runtime on CPU, with
+the same resize and post-processing; box prompts need the PyTorch backend.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from openseed.config import setup_cfg
 from openseed.data.mappers.robust import pil_to_array, read_image_checked
 from openseed.data.mappers.test_mapper import TestMapper
 from openseed.engine.checkpointer import TrainingCheckpointer
-from openseed.modeling.postprocessing import RESOLUTIONS
+from openseed.modeling.postprocessing import RESOLUTIONS, PostprocessSettings
 from openseed.vocabulary import Vocabulary
 
 IMAGE_FORMATS = ("RGB", "BGR")
+BACKENDS = ("pytorch", "onnxruntime")
 
 
 def load_rgb_image(image, image_format: str = "RGB") -> np.ndarray:
@@ -98,10 +104,13 @@ class Predictor:
             and resizes only the final outputs, so a 48-MP photo costs about what a 640×480 one does; "output"
             resizes every query's mask to the photo first, as evaluation does
             (`MODEL.DECODER.TEST.POSTPROCESS_RESOLUTION`).
+        backend: "pytorch", or "onnxruntime" to run `onnx_file` (an `openseed.export` file of this config's model;
+            its weights and vocabulary are those baked in at export, so `weights` must be None).
     """
 
     def __init__(self, config: str | os.PathLike | CfgNode, weights: str | os.PathLike | None = None,
-                 opts: Sequence[str] | None = None, postprocess_resolution: str = "network"):
+                 opts: Sequence[str] | None = None, postprocess_resolution: str = "network", *,
+                 backend: str = "pytorch", onnx_file: str | os.PathLike | None = None):
         if postprocess_resolution not in RESOLUTIONS:
             raise ValueError(f"postprocess_resolution must be one of {RESOLUTIONS}, got {postprocess_resolution!r}")
         if isinstance(config, CfgNode):
@@ -110,19 +119,35 @@ class Predictor:
             self.cfg = config
         else:
             self.cfg = setup_cfg(os.fspath(config), list(opts or ()))
-        self.model = build_model(self.cfg)
-        self.model.eval()
-        weights = self.cfg.MODEL.WEIGHTS if weights is None else os.fspath(weights)
-        if weights:
-            TrainingCheckpointer(self.model).load(weights, checkpointables=[])
-        self.model.postprocess_settings = dataclasses.replace(self.model.postprocess_settings,
-                                                              resolution=postprocess_resolution)
+        self.backend = backend
+        if backend == "onnxruntime":
+            self.model = self._onnx_model(onnx_file, weights, postprocess_resolution)
+        elif backend == "pytorch":
+            self.model = build_model(self.cfg)
+            self.model.eval()
+            weights = self.cfg.MODEL.WEIGHTS if weights is None else os.fspath(weights)
+            if weights:
+                TrainingCheckpointer(self.model).load(weights, checkpointables=[])
+            self.model.postprocess_settings = dataclasses.replace(self.model.postprocess_settings,
+                                                                  resolution=postprocess_resolution)
+        else:
+            raise ValueError(f"backend {backend!r}: expected one of {BACKENDS}")
         self.test_mapper = TestMapper(min_size=self.cfg.INPUT.MIN_SIZE_TEST, max_size=self.cfg.INPUT.MAX_SIZE_TEST,
                                       image_format="RGB")
 
+    def _onnx_model(self, onnx_file, weights, postprocess_resolution: str):
+        from openseed.export import OnnxRuntimeModel
+
+        if onnx_file is None:
+            raise ValueError("backend='onnxruntime' needs onnx_file=... (written by tools/export_onnx.py)")
+        if weights is not None:
+            raise ValueError("backend='onnxruntime' takes its weights from onnx_file; pass weights=None")
+        settings = dataclasses.replace(PostprocessSettings.from_config(self.cfg), resolution=postprocess_resolution)
+        return OnnxRuntimeModel(onnx_file, settings)
+
     @property
     def device(self) -> torch.device:
-        return self.model.device
+        return torch.device("cpu") if self.backend == "onnxruntime" else self.model.device
 
     def model_input(self, image, image_format: str = "RGB") -> dict:
         """The model's input dict: resized uint8 3×h×w image in `INPUT.FORMAT` order and the original size."""
@@ -159,6 +184,8 @@ class Predictor:
         (optional) labels the masks. Returns `Instances` of the original size with `pred_masks` (bool N×H×W),
         `pred_boxes`, `scores`, `pred_classes`, in the order of `boxes`.
         """
+        if self.backend != "pytorch":
+            raise ValueError(f"segment_boxes needs the PyTorch backend (this predictor runs {self.backend!r})")
         boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
         if concepts is not None:
             concepts = [list(concepts)]

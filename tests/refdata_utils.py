@@ -65,3 +65,26 @@ def official_keys(refdata: Path, decoupled: bool = True) -> list[tuple[str, tupl
         key, shape, dtype = line.split("\t")
         rows.append((key, tuple(int(s) for s in shape.strip("()").split(",") if s.strip()), dtype))
     return rows
+
+
+def parity_model(refdata: Path, opts: list[str] | tuple[str, ...] = ()):
+    """(model in eval mode on CPU with the regenerated official weights, parity `Vocabulary`): the model of
+    tests/modeling/test_model_parity.py, with extra config `opts`."""
+    from detectron2.modeling import build_model
+
+    from openseed.checkpoint import load_official_weights
+    from openseed.config import setup_cfg
+    from openseed.vocabulary import Vocabulary
+
+    torch.manual_seed(0)
+    cfg = setup_cfg("configs/openseed/swint_decoupled_coco_o365.yaml",
+                    ["MODEL.DEVICE", "cpu", "DATASETS.CLASS_NAME_NORMALISATION", "reference", *opts])
+    model = build_model(cfg).eval()
+    state = dict(official_state_dict(refdata))
+    model_state = model.state_dict()
+    for name, _ in model.named_buffers():  # deterministic buffers are not in the regenerated state dict
+        if name in model_state:
+            state.setdefault(name, model_state[name])
+    load_official_weights(model, state)
+    names = parity_vocabulary(refdata)
+    return model, Vocabulary(tuple(names["names"]), tuple(bool(t) for t in names["is_thing"]))

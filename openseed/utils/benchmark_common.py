@@ -67,6 +67,8 @@ def _child_main(connection, target: Callable[..., dict], kwargs: dict, threads: 
         torch.set_num_threads(threads)
         result = target(**kwargs)
         result.update(peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(), malloc_tuned=malloc_tuned)
+        if torch.cuda.is_initialized():
+            result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
         connection.send(("ok", result))
     except BaseException as error:  # noqa: BLE001 - reported to the parent with its traceback, then re-raised
         connection.send(("error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
@@ -94,7 +96,8 @@ def run_isolated(target: Callable[..., dict], kwargs: dict, *, threads: int, mal
 
     `malloc` "tuned" lets the child apply `openseed.utils.malloc.tune_malloc` first, as the tools do; "glibc" keeps
     glibc's defaults (`OPENSEED_MALLOC=glibc`). Returns its dict plus `peak_rss_mb` (the child's peak RSS),
-    `threads` (torch intra-op threads), `malloc` and `malloc_tuned` (whether the settings took effect).
+    `cuda_peak_mb` (peak CUDA memory allocated, where the child used CUDA), `threads` (torch intra-op threads),
+    `malloc` and `malloc_tuned` (whether the settings took effect).
     A child killed by a signal (e.g. the OOM killer) gives `{"error": "killed by signal N", "malloc"}`; a Python
     error in the child is raised here as `RuntimeError` with the child's traceback.
     """

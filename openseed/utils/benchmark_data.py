@@ -92,8 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> list[dict]:
     rows = run_data_benchmark(image_size=args.image_size, images=args.images, runs=args.runs, warmup=args.warmup,
                               seed=args.seed, cases=tuple(args.case or DEFAULT_CASES),
                               synthetic_root=args.synthetic_root)
     print(format_rows(rows))
+    return rows

@@ -137,9 +137,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> list[dict]:
     rows = run_text_benchmark(config_file=args.config_file, opts=model_opts(args), weights=args.weights, seed=args.seed,
                               vocabs=tuple(args.vocab or ("coco143",)), mode=args.mode,
                               verify_names=args.verify_names, runs=args.runs, warmup=args.warmup,
                               threads=args.threads, malloc=args.malloc)
     print(format_text_rows(rows))
+    return rows

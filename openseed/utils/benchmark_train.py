@@ -1,6 +1,7 @@
 """`tools/benchmark.py train`: one joint training step (forward, backward, gradient clipping, AdamW step).
 
-The batch holds, per dataset of `DATASETS.TRAIN` (or the `--datasets` subset), `--images` synthetic training samples
+The batch holds, per dataset of `DATASETS.TRAIN` (or the `--datasets` subset; "coco" and "o365" name the COCO and
+Objects365 entries, as `bench_official.py train --datasets` does), `--images` synthetic training samples
 of `--size`² with `--instances` objects each (masks for task "seg", boxes only for "det"); each dataset's vocabulary
 comes from its registered metadata (133 COCO panoptic names, 365 Objects365 names for the paper config), as in
 training. Deep supervision and conditioned queries follow the config (both on for the paper model). `--checkpoint`
@@ -11,6 +12,8 @@ gradients, less memory, more time (blocks are recomputed in backward).
 Every case runs in a fresh process from the same seeded initial weights and RNG state, so the reported loss of the
 first step is comparable across `--checkpoint` settings. Stages: text (class-name embeddings with gradients),
 backbone, pixel decoder, decoder, losses (matching + criterion), backward, optimizer (clipping + AdamW), other.
+`--amp bfloat16|float16` runs the forward under autocast (`SOLVER.AMP`; float16 adds a gradient scaler), as
+`JointStepTrainer` does.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from detectron2.data import MetadataCatalog
 from tabulate import tabulate
 
 from openseed.engine.optimizer import build_optimizer, clip_full_model_gradients
+from openseed.utils.amp import autocast_dtype
 from openseed.vocabulary import Vocabulary
 
 from .benchmark_common import StageTimer, median, run_isolated, stage_summary, timed_runs
-from .benchmark_eval import DEFAULT_CONFIG, add_common_model_arguments, model_opts, model_stage_hooks
+from .benchmark_eval import DEFAULT_CONFIG, add_common_model_arguments, model_opts, model_stage_hooks, precision_name
 from .benchmark_inputs import build_benchmark_model, synthetic_training_sample
 
 STAGE_ORDER = ("text", "backbone", "pixel decoder", "decoder", "losses", "backward", "optimizer", "other")
@@ -34,6 +38,22 @@ CHECKPOINT_KEYS = {
     "pixel_decoder": "MODEL.ENCODER.ACTIVATION_CHECKPOINT",
     "text": "MODEL.TEXT.ACTIVATION_CHECKPOINT",
 }
+DATASET_ALIASES = {"coco": "coco", "o365": "objects365"}  # short name -> prefix of the DATASETS.TRAIN entry
+
+
+def resolve_datasets(cfg, datasets) -> tuple[str, ...]:
+    """Names of DATASETS.TRAIN for `--datasets`: full names, or "coco"/"o365" for the entry starting with
+    "coco"/"objects365"; empty: all of DATASETS.TRAIN."""
+    resolved = []
+    for name in datasets or cfg.DATASETS.TRAIN:
+        if name in DATASET_ALIASES and name not in cfg.DATASETS.TRAIN:
+            matches = [n for n in cfg.DATASETS.TRAIN if n.startswith(DATASET_ALIASES[name])]
+            if len(matches) != 1:
+                raise ValueError(f"--datasets {name!r}: expected one DATASETS.TRAIN entry starting with "
+                                 f"{DATASET_ALIASES[name]!r}, found {matches} in {list(cfg.DATASETS.TRAIN)}")
+            name = matches[0]
+        resolved.append(name)
+    return tuple(resolved)
 
 
 def checkpoint_opts(parts) -> list[str]:
@@ -64,22 +84,27 @@ def train_case(*, config_file: str, opts: list[str], weights: str, seed: int, si
     cfg, model = build_benchmark_model(config_file, list(opts) + checkpoint_opts(checkpoint), weights, seed)
     model.train()
     optimizer = build_optimizer(cfg, model)
-    datasets = tuple(datasets or cfg.DATASETS.TRAIN)
+    datasets = resolve_datasets(cfg, datasets)
     batch = joint_batch(cfg, datasets, size=size, images=images, instances=instances, seed=seed)
     clip = cfg.SOLVER.CLIP_GRADIENTS
+    amp_dtype = autocast_dtype(cfg, "SOLVER")
+    scaler = torch.amp.GradScaler(model.device.type, enabled=amp_dtype == torch.float16)
     timer = StageTimer()
     total_losses = []
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        losses = model(batch)
+        with torch.autocast(model.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            losses = model(batch)
         total = sum(losses.values())
         with timer.stage("backward"):
-            total.backward()
+            scaler.scale(total).backward()
         with timer.stage("optimizer"):
+            scaler.unscale_(optimizer)
             if clip.ENABLED:
                 clip_full_model_gradients(optimizer, clip.CLIP_VALUE, clip.NORM_TYPE)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
         total_losses.append(float(total.detach()))
 
     modules, attributes = model_stage_hooks(model)
@@ -88,7 +113,8 @@ def train_case(*, config_file: str, opts: list[str], weights: str, seed: int, si
     with timer.instrument(modules, attributes):
         measured = timed_runs(step, timer, runs=runs, warmup=warmup)
     measured.update(datasets=list(datasets), size=size, images=images, instances=instances,
-                    checkpoint=list(checkpoint), first_loss=total_losses[0], losses=total_losses)
+                    checkpoint=list(checkpoint), first_loss=total_losses[0], losses=total_losses,
+                    precision=precision_name(amp_dtype))
     return measured
 
 
@@ -108,16 +134,16 @@ def run_train_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: 
 
 
 def format_train_rows(rows: list[dict]) -> str:
-    headers = ["datasets × images", "size", "checkpointing", "median s", "min–max s", "CPU s", "peak RSS GB",
+    headers = ["datasets × images", "size", "checkpointing", "precision", "median s", "min–max s", "CPU s", "peak RSS GB",
                "threads / malloc", "load 1m", "first loss", "stages: median wall s", "stages: median CPU s"]
     table = []
     for r in rows:
         checkpointing = "+".join(r["checkpoint"]) or "off"
         if "error" in r:
-            table.append(["", "", checkpointing, r["error"], "", "", "", "", "", "", "", ""])
+            table.append(["", "", checkpointing, "", r["error"], "", "", "", "", "", "", "", ""])
             continue
         table.append([
-            f"{' + '.join(r['datasets'])} × {r['images']}", f"{r['size']}²", checkpointing,
+            f"{' + '.join(r['datasets'])} × {r['images']}", f"{r['size']}²", checkpointing, r["precision"],
             f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
             f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", f"{r['threads']} / {r['malloc']}",
             f"{r['load_before']:.1f}→{r['load_after']:.1f}", f"{r['first_loss']:.6f}",
@@ -139,7 +165,8 @@ def _parse_checkpoint(text: str) -> tuple[str, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the `train` subcommand; sets `func`."""
     parser.add_argument("--size", type=int, default=512, help="square training canvas")
-    parser.add_argument("--datasets", nargs="+", default=[], help="subset of DATASETS.TRAIN (default: all)")
+    parser.add_argument("--datasets", nargs="+", default=[],
+                        help="subset of DATASETS.TRAIN, full names or coco / o365 (default: all)")
     parser.add_argument("--images", type=int, default=1, help="images per dataset in the batch")
     parser.add_argument("--instances", type=int, default=10, help="objects per image")
     parser.add_argument("--checkpoint", type=_parse_checkpoint, action="append", default=None,
@@ -149,9 +176,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> list[dict]:
     rows = run_train_benchmark(config_file=args.config_file, opts=model_opts(args), weights=args.weights,
                                seed=args.seed, size=args.size, datasets=tuple(args.datasets), images=args.images,
                                instances=args.instances, checkpoints=tuple(args.checkpoint or ((),)),
                                runs=args.runs, warmup=args.warmup, threads=args.threads, malloc=args.malloc)
     print(format_train_rows(rows))
+    return rows

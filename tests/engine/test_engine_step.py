@@ -57,12 +57,15 @@ def test_dataset_loss_sums():
 
 
 @pytest.mark.parametrize("section", ["SOLVER", "TEST"])
-def test_amp_is_disabled_cleanly_on_cpu_and_checked(section):
+def test_amp_dtype_follows_the_device_and_is_checked(section):
     cfg = get_cfg()
     assert autocast_dtype(cfg, section) is None  # off by default
     getattr(cfg, section).AMP.ENABLED = True
     cfg.MODEL.DEVICE = "cpu"
-    assert autocast_dtype(cfg, section) is None
+    assert autocast_dtype(cfg, section) is None  # float16 has no CPU autocast: float32
+    getattr(cfg, section).AMP.DTYPE = "bfloat16"
+    assert autocast_dtype(cfg, section) is torch.bfloat16
+    getattr(cfg, section).AMP.DTYPE = "float16"
     cfg.MODEL.DEVICE = "cuda"
     assert autocast_dtype(cfg, section) is torch.float16
     getattr(cfg, section).AMP.DTYPE = "bfloat16"

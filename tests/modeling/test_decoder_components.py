@@ -53,7 +53,7 @@ def test_mlp_layer_names_and_relu_between_layers():
 def test_flatten_memory_puts_the_coarsest_level_first():
     fine, coarse = torch.randn(1, 3, 4, 6), torch.randn(1, 3, 2, 3)
     memory, shapes, starts = flatten_memory([fine, coarse])
-    assert shapes.tolist() == [[2, 3], [4, 6]]
+    assert shapes == [(2, 3), (4, 6)]
     assert starts.tolist() == [0, 6]
     assert torch.equal(memory[0, :6], coarse.flatten(2)[0].T)
     assert torch.equal(memory[0, 6:], fine.flatten(2)[0].T)

@@ -70,3 +70,23 @@ def test_joint_training_step_under_autocast_has_finite_close_losses_and_gradient
         assert grads and all(torch.isfinite(g).all() for g in grads)
         totals.append(float(total))
     assert abs(totals[1] - totals[0]) < 0.05 * totals[0]
+
+
+def test_pixel_decoder_ffn_runs_in_bfloat16_only_when_asked():
+    model = _model().eval()
+    layer = model.sem_seg_head.pixel_decoder.transformer.encoder.layers[0]
+    dtypes = {}
+    for name, module in {"linear1": layer.linear1, "linear2": layer.linear2, "value_proj": layer.self_attn.value_proj,
+                         "layer": layer}.items():
+        module.register_forward_hook(lambda _m, _i, out, name=name: dtypes.__setitem__(name, out.dtype))
+    inputs = [{"image": synthetic_image(96, 128, seed=3)}]
+    results = {}
+    for autocast_ffn in (False, True):
+        model.sem_seg_head.pixel_decoder.autocast_ffn = autocast_ffn
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            results[autocast_ffn] = model(inputs, vocabulary=VOCAB, task="semantic")[0]["sem_seg"]
+        expected_ffn = torch.bfloat16 if autocast_ffn else torch.float32
+        assert dtypes == {"linear1": expected_ffn, "linear2": expected_ffn, "value_proj": torch.float32,
+                          "layer": torch.float32}
+    assert not torch.equal(results[False], results[True])
+    assert (results[True] - results[False]).abs().max() < 0.05 * results[False].abs().max()

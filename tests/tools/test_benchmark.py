@@ -1,6 +1,7 @@
 """`tools/benchmark.py eval|text|train`: stage timing, isolated peak-RSS runs, the cases on the tiny config, tables."""
 
 import importlib.util
+import json
 import os
 import platform
 import re
@@ -11,14 +12,18 @@ import pytest
 import torch
 from torch import nn
 
+from openseed.config import setup_cfg
 from openseed.utils import benchmark_common
+from openseed.utils.amp import autocast_dtype
 from openseed.utils.benchmark_common import StageTimer, run_isolated, timed_runs
-from openseed.utils.benchmark_eval import eval_case, format_eval_rows
+from openseed.utils.benchmark_eval import amp_opts, eval_case, format_eval_rows
 from openseed.utils.benchmark_inputs import benchmark_vocabulary, synthetic_training_sample
+from openseed.utils.benchmark_peak import format_peak_rows, peak_case
 from openseed.utils.benchmark_text import format_text_rows, text_case
-from openseed.utils.benchmark_train import checkpoint_opts, format_train_rows, train_case
+from openseed.utils.benchmark_train import checkpoint_opts, format_train_rows, resolve_datasets, train_case
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "benchmark.py"
+REPORT = Path(__file__).resolve().parents[2] / "scripts" / "side_by_side_report.py"
 TINY = "configs/tiny/tiny_decoupled.yaml"
 EVAL_STAGES = ("text", "backbone", "pixel decoder", "decoder", "post-processing", "other")
 
@@ -228,3 +233,68 @@ def test_eval_case_through_the_predictor_for_a_photo_size():
     assert row["output_size"] == [300, 1000] and row["size"] == [64, 213]  # tiny config: long side ≤ 213
     assert row["postprocess_resolution"] == "network" and row["num_classes"] == 4
     assert "photo 300×1000 (network 64×213, post-processing at network)" in format_eval_rows([row])
+
+def test_amp_opts_switch_autocast_for_eval_and_training():
+    cfg = setup_cfg(TINY, amp_opts("bfloat16"))
+    assert autocast_dtype(cfg, "TEST") is torch.bfloat16 and autocast_dtype(cfg, "SOLVER") is torch.bfloat16
+    cfg = setup_cfg(TINY, amp_opts("float32"))
+    assert autocast_dtype(cfg, "TEST") is None and autocast_dtype(cfg, "SOLVER") is None
+    with pytest.raises(ValueError, match="float8"):
+        amp_opts("float8")
+
+
+def test_eval_case_under_bfloat16_with_network_flops():
+    rows = [eval_case(config_file=TINY, opts=amp_opts("bfloat16"), weights="", seed=0, size=size, vocab="coco80",
+                      tasks=("semantic",), runs=1, warmup=0, text_cache="", count_flops=True)
+            for size in ((64, 96), (128, 192))]
+    assert [r["precision"] for r in rows] == ["bfloat16", "bfloat16"]
+    small, large = (r["network_gflop"] for r in rows)
+    assert 0 < small < large < 4.5 * small  # 4× the pixels: convolutions and GEMMs grow, the decoder does not
+    table = format_eval_rows([dict(r, peak_rss_mb=1.0, threads=1, malloc="tuned") for r in rows])
+    assert "bfloat16" in table
+
+
+def test_train_datasets_by_official_short_names():
+    cfg = setup_cfg("configs/openseed/swint_decoupled_coco_o365.yaml", [])
+    assert resolve_datasets(cfg, ["coco"]) == ("coco_2017_train_panoptic",)
+    assert resolve_datasets(cfg, ["o365", "coco"]) == ("objects365_v2_train", "coco_2017_train_panoptic")
+    assert resolve_datasets(cfg, []) == tuple(cfg.DATASETS.TRAIN)
+    with pytest.raises(ValueError, match="coco"):
+        resolve_datasets(setup_cfg(TINY, []), ["coco"])
+
+
+def test_peak_case_counts_two_n_cubed_flops_per_product(monkeypatch):
+    clock = FakeClock()
+
+    def mm(a, b, out):
+        clock.now += 0.5  # every product "takes" half a second
+        return torch.matmul(a, b, out=out)
+
+    monkeypatch.setattr("openseed.utils.benchmark_peak.time.perf_counter", clock)
+    monkeypatch.setattr("openseed.utils.benchmark_peak.torch.mm", mm)
+    row = peak_case(size=64, dtype="bfloat16", runs=3, warmup=1)
+    assert row["gflops"] == pytest.approx([2 * 64**3 / 0.5 / 1e9] * 3)
+    assert "bfloat16" in format_peak_rows([dict(row, threads=2)])
+
+
+def test_side_by_side_report_ratios_and_floor(tmp_path, capsys):
+    def write(name, data):
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+
+    write("peak", {"rows": [{"dtype": "float32", "gflops": [50.0]}, {"dtype": "bfloat16", "gflops": [200.0]}]})
+    write("official_eval", {"wall_s": [10.0, 12.0, 11.0], "peak_rss_mib": 8192.0})
+    stages = {"backbone": [1.0], "pixel decoder": [2.0], "decoder": [1.0], "post-processing": [1.0]}
+    write("eval_float32_warm", {"rows": [{"wall_s": [5.5], "peak_rss_mb": 2048.0, "stages": stages,
+                                          "network_gflop": 100.0, "size": [800, 1216]}]})
+    write("eval_bfloat16", {"rows": [{"wall_s": [2.2], "peak_rss_mb": 1024.0, "stages": {"backbone": [1.0]}}]})
+    write("train_float32", {"rows": [{"error": "killed by signal 9"}]})
+    spec = importlib.util.spec_from_file_location("side_by_side_report", REPORT)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    report.main(tmp_path)
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in capsys.readouterr().out.splitlines()}
+    # official 11 s / 8 GB; float32: network 4 s, floor 100 GFLOP / 50 GFLOP/s = 2 s
+    assert lines["float32, warm text cache"] == "| float32, warm text cache | 11.00 / 8.00 | 5.50 / 2.00 | 2.00× | 0.25× " \
+        "| 4.00 | 2.00 | 50% |"
+    assert "| 5.00× | 0.12× | 1.00 | 0.50 | 50% |" in lines["bfloat16 autocast"]
+    assert "missing or failed" in lines["train step, float32"]

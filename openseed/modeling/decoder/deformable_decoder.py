@@ -82,7 +82,7 @@ class DeformableDecoderLayer(nn.Module):
         query_pos: Tensor,
         reference_boxes: Tensor,
         memory: Tensor,
-        spatial_shapes: Tensor,
+        spatial_shapes: list[tuple[int, int]],
         level_start_index: Tensor,
         self_attn_mask: Tensor | None = None,
     ) -> Tensor:
@@ -150,7 +150,7 @@ class DeformableTransformerDecoder(nn.Module):
         queries: Tensor,
         memory: Tensor,
         reference_unsigmoid: Tensor,
-        spatial_shapes: Tensor,
+        spatial_shapes: list[tuple[int, int]],
         level_start_index: Tensor,
         self_attn_mask: Tensor | None = None,
     ) -> tuple[list[Tensor], list[Tensor]]:
@@ -160,7 +160,7 @@ class DeformableTransformerDecoder(nn.Module):
             queries: B×Q×C decoder input content.
             memory: B×S×C flattened multi-scale features.
             reference_unsigmoid: B×Q×4 initial boxes in logit space.
-            spatial_shapes: L×2 (H_l, W_l), int64; level_start_index: L.
+            spatial_shapes: L pairs (H_l, W_l) (or an L×2 tensor); level_start_index: L.
             self_attn_mask: Q×Q bool, True = attention blocked.
 
         Returns:

@@ -142,7 +142,7 @@ class OpenSeeDDecoder(nn.Module):
             return logits, None
         return logits, torch.einsum("bqc,bchw->bqhw", self.mask_embed(normed), mask_features)
 
-    def _matching_queries(self, memory: Tensor, spatial_shapes: Tensor, text_embeddings: Tensor,
+    def _matching_queries(self, memory: Tensor, spatial_shapes: list[tuple[int, int]], text_embeddings: Tensor,
                           num_foreground: int) -> tuple[SelectedQueries, int]:
         """Foreground (top-k encoder tokens) + background queries, un-detached; returns (queries, number of bg)."""
         masked_memory, proposals, valid = encoder_proposals(memory, spatial_shapes)

@@ -16,32 +16,33 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from openseed.modeling.pixel_decoder.level_shapes import level_shapes, level_start_index
+
 ANCHOR_BASE_SIZE = 0.05
 ANCHOR_VALID_RANGE = (0.01, 0.99)
 SCORE_CHUNK_ELEMENTS = 1 << 22  # token × class logits computed at once by `best_class_logits`
 
 
-def flatten_memory(multi_scale_features: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+def flatten_memory(multi_scale_features: list[Tensor]) -> tuple[Tensor, list[tuple[int, int]], Tensor]:
     """Flatten L maps (given high -> low resolution, each B×C×H_l×W_l) coarsest first.
 
     Returns:
-        memory B×S×C, spatial_shapes L×2 int64 (H_l, W_l) in memory order, level_start_index L int64.
+        memory B×S×C, spatial_shapes: L pairs (H_l, W_l) in memory order, level_start_index L int64.
     """
     ordered = list(reversed(multi_scale_features))
     memory = torch.cat([f.flatten(2).transpose(1, 2) for f in ordered], dim=1)
-    spatial_shapes = torch.as_tensor([f.shape[-2:] for f in ordered], dtype=torch.long, device=memory.device)
-    level_start_index = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
-    return memory, spatial_shapes, level_start_index
+    shapes = [(f.shape[-2], f.shape[-1]) for f in ordered]
+    return memory, shapes, level_start_index(shapes, memory.device)
 
 
-def encoder_proposals(memory: Tensor, spatial_shapes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def encoder_proposals(memory: Tensor, spatial_shapes) -> tuple[Tensor, Tensor, Tensor]:
     """Anchor box per memory token and the validity of each anchor.
 
     Level l (memory order, l = 0 coarsest) gets anchors centred on its pixels, ((x+0.5)/W_l, (y+0.5)/H_l), of width
     and height 0.05·2^l. An anchor is valid iff all four coordinates lie strictly inside (0.01, 0.99).
 
     Args:
-        memory: B×S×C flattened features; spatial_shapes: L×2 (H_l, W_l).
+        memory: B×S×C flattened features; spatial_shapes: L×2 tensor or L pairs (H_l, W_l).
 
     Returns:
         masked_memory B×S×C (invalid tokens zeroed), proposals B×S×4 in logit space (+inf where invalid),
@@ -49,7 +50,7 @@ def encoder_proposals(memory: Tensor, spatial_shapes: Tensor) -> tuple[Tensor, T
     """
     batch = memory.shape[0]
     anchors = []
-    for level, (height, width) in enumerate(spatial_shapes.tolist()):
+    for level, (height, width) in enumerate(level_shapes(spatial_shapes)):
         ys = (torch.arange(height, dtype=torch.float32, device=memory.device) + 0.5) / height
         xs = (torch.arange(width, dtype=torch.float32, device=memory.device) + 0.5) / width
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
@@ -82,13 +83,16 @@ def best_class_logits(tokens: Tensor, class_embed: Tensor, text_embeddings: Tens
         tokens: B×S×C transformed memory; class_embed: C×D projection to the text space.
         text_embeddings: K×D.
         similarity: (B×s×D, K×D) -> B×s×K class logits (`LanguageEncoder.similarity`, row-wise).
-        max_elements: tokens are scored in chunks of at most this many B·s·K logits.
+        max_elements: tokens are scored in chunks of at most this many B·s·K logits (in one piece while
+            `torch.export` traces, so that the graph does not depend on the token count).
     Returns:
         B×S scores, max over the K classes.
     """
     projected_tokens = tokens @ class_embed
     batch, num_tokens, _ = projected_tokens.shape
     rows = max(1, max_elements // max(1, batch * len(text_embeddings)))
+    if torch.compiler.is_exporting():
+        return similarity(projected_tokens, text_embeddings).max(-1).values
     chunks = [similarity(projected_tokens[:, start : start + rows], text_embeddings).max(-1).values
               for start in range(0, num_tokens, rows)]
     return torch.cat(chunks, dim=1)

@@ -11,7 +11,7 @@ border. Values and gradients (value, sampling locations, attention weights) equa
 rounding (summation order); `tests/modeling/test_deform_attn_embedding_bag.py` checks them.
 
 Shapes (N batch, Lq queries, S = Σ H_l·W_l value tokens, M heads, D channels per head, L levels, P points):
-value N×S×M×D, spatial_shapes L×2 (H_l, W_l), sampling_locations N×Lq×M×L×P×2 (x, y in [0, 1]),
+value N×S×M×D, spatial_shapes L×2 or L pairs (H_l, W_l), sampling_locations N×Lq×M×L×P×2 (x, y in [0, 1]),
 attention_weights N×Lq×M×L×P -> N×Lq×(M·D).
 """
 
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .level_shapes import level_shapes
 
 BORDER = 2  # zero pixels around each map: corners of points clamped to [-2, size] all land on zeros
 
@@ -34,14 +36,14 @@ def _bordered_value_table(value: torch.Tensor, shapes: list[tuple[int, int]]) ->
 
 def ms_deform_attn_core_embedding_bag(
     value: torch.Tensor,
-    spatial_shapes: torch.Tensor,
+    spatial_shapes,
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
     """Multi-scale deformable attention by weighted gather; shapes in the module docstring."""
     n, _, m, d = value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
-    shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    shapes = level_shapes(spatial_shapes)
     table = _bordered_value_table(value, shapes)
     device = value.device
     sizes = torch.tensor(shapes, dtype=value.dtype, device=device)[:, None]  # L×1×2 (H_l, W_l), broadcast over P

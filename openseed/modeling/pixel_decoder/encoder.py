@@ -7,8 +7,10 @@
 
 Encoder levels, high -> low resolution: the `DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES` maps (1×1 conv + GN each,
 `input_proj.0..` in that order), then extra levels made by 3×3 stride-2 conv + GN from the lowest-resolution input
-map (further extras from the previous extra). The whole module runs in fp32 with autocast off; like the reference,
-no image padding masks are used (padding is treated as image content, every valid ratio is 1).
+map (further extras from the previous extra). The whole module runs in fp32 with autocast off, like the reference;
+with `autocast_ffn` (`MODEL.ENCODER.AUTOCAST_FFN`) the feed-forward GEMMs of the encoder layers, the bulk of its
+FLOPs, run in the autocast dtype of the caller (inputs rounded to it, outputs back in fp32). Like the reference, no
+image padding masks are used (padding is treated as image content, every valid ratio is 1).
 
 Two choices where the reference only differs in configurations it never uses: extra levels start from the
 lowest-resolution encoder input (the reference takes the one with most channels: the same map for every real
@@ -27,12 +29,16 @@ from fvcore.nn.weight_init import c2_xavier_fill
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from openseed.modeling.pixel_decoder.level_shapes import level_start_index
 from openseed.modeling.pixel_decoder.ms_deform_attn import MSDeformAttn
 from openseed.modeling.pixel_decoder.position_encoding import PositionEmbeddingSine
 
 
 class DeformableEncoderLayer(nn.Module):
-    """Post-norm layer: x = LN(x + MSDeformAttn(x + pos, x)); x = LN(x + FFN(x)). Tokens N×S×C in and out."""
+    """Post-norm layer: x = LN(x + MSDeformAttn(x + pos, x)); x = LN(x + FFN(x)). Tokens N×S×C in and out.
+
+    `ffn_dtype` (None: fp32) is the autocast dtype the FFN GEMMs run in; its output is returned to fp32.
+    """
 
     def __init__(self, d_model: int, d_ffn: int, dropout: float, n_levels: int, n_heads: int, n_points: int,
                  impl: str):
@@ -46,11 +52,15 @@ class DeformableEncoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
 
-    def forward(self, src, pos, reference_points, spatial_shapes, level_start_index):
+    def forward(self, src, pos, reference_points, spatial_shapes, level_start_index, ffn_dtype=None):
         attended = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index)
         src = self.norm1(src + self.dropout1(attended))
-        ffn = self.linear2(self.dropout2(F.relu(self.linear1(src), inplace=True)))  # in place: no second S×d_ffn
-        return self.norm2(src + self.dropout3(ffn))
+        return self.norm2(src + self.dropout3(self._ffn(src, ffn_dtype)))
+
+    def _ffn(self, src: torch.Tensor, ffn_dtype: torch.dtype | None) -> torch.Tensor:
+        with torch.autocast(device_type=src.device.type, dtype=ffn_dtype, enabled=ffn_dtype is not None):
+            hidden = F.relu(self.linear1(src), inplace=True)  # in place: no second S×d_ffn
+            return self.linear2(self.dropout2(hidden)).float()
 
 
 class DeformableEncoderStack(nn.Module):
@@ -61,13 +71,13 @@ class DeformableEncoderStack(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.activation_checkpoint = activation_checkpoint
 
-    def forward(self, src, pos, reference_points, spatial_shapes, level_start_index):
+    def forward(self, src, pos, reference_points, spatial_shapes, level_start_index, ffn_dtype=None):
         for layer in self.layers:
             if self.activation_checkpoint and torch.is_grad_enabled():
-                src = checkpoint(layer, src, pos, reference_points, spatial_shapes, level_start_index,
+                src = checkpoint(layer, src, pos, reference_points, spatial_shapes, level_start_index, ffn_dtype,
                                  use_reentrant=False)
             else:
-                src = layer(src, pos, reference_points, spatial_shapes, level_start_index)
+                src = layer(src, pos, reference_points, spatial_shapes, level_start_index, ffn_dtype)
         return src
 
 
@@ -75,8 +85,8 @@ def pixel_centre_reference_points(spatial_shapes: list[tuple[int, int]], device:
     """S×2 (x, y): each token's own pixel centre, normalised by its level's size ((j+0.5)/W, (i+0.5)/H)."""
     points = []
     for h, w in spatial_shapes:
-        ys = torch.linspace(0.5, h - 0.5, h, dtype=torch.float32, device=device) / h
-        xs = torch.linspace(0.5, w - 0.5, w, dtype=torch.float32, device=device) / w
+        ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) / h  # = linspace(0.5, h - 0.5, h) / h
+        xs = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) / w
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
         points.append(torch.stack((grid_x.reshape(-1), grid_y.reshape(-1)), -1))
     return torch.cat(points, 0)
@@ -85,7 +95,8 @@ def pixel_centre_reference_points(spatial_shapes: list[tuple[int, int]], device:
 class DeformableTransformerEncoder(nn.Module):
     """Flattens the levels, adds sine + level embeddings, runs the encoder stack (official name: `transformer`).
 
-    `forward(srcs: list of B×C×H_l×W_l, pos: same shapes) -> (B×S×C tokens, spatial_shapes L×2, level_start L)`.
+    `forward(srcs: list of B×C×H_l×W_l, pos: same shapes, ffn_dtype) -> (B×S×C tokens, spatial_shapes: L pairs
+    (H_l, W_l), level_start L)`; `ffn_dtype` as in `DeformableEncoderLayer`.
     """
 
     def __init__(self, d_model, n_heads, num_layers, d_ffn, dropout, num_levels, n_points, impl,
@@ -103,17 +114,16 @@ class DeformableTransformerEncoder(nn.Module):
                 module._reset_parameters()
         nn.init.normal_(self.level_embed)
 
-    def forward(self, srcs, pos):
+    def forward(self, srcs, pos, ffn_dtype=None):
         shapes = [tuple(src.shape[-2:]) for src in srcs]
         tokens = torch.cat([src.flatten(2).transpose(1, 2) for src in srcs], 1)
         pos_tokens = torch.cat([p.flatten(2).transpose(1, 2) + self.level_embed[level].view(1, 1, -1)
                                 for level, p in enumerate(pos)], 1)
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=tokens.device)
-        level_start_index = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
+        starts = level_start_index(shapes, tokens.device)
         reference = pixel_centre_reference_points(shapes, tokens.device)
         reference = reference[None, :, None, :].expand(tokens.shape[0], -1, len(shapes), -1)
-        memory = self.encoder(tokens, pos_tokens, reference, spatial_shapes, level_start_index)
-        return memory, spatial_shapes, level_start_index
+        memory = self.encoder(tokens, pos_tokens, reference, shapes, starts, ffn_dtype)
+        return memory, shapes, starts
 
 
 class OpenSeeDPixelDecoder(nn.Module):
@@ -137,12 +147,14 @@ class OpenSeeDPixelDecoder(nn.Module):
         num_points: int = 4,
         deform_attn_impl: str = "pytorch",
         activation_checkpoint: bool = False,
+        autocast_ffn: bool = False,
     ):
         """
         Args:
             input_shape: backbone features used by the pixel decoder (`ENCODER.IN_FEATURES`), name -> ShapeSpec.
             transformer_in_features: the subset fed to the deformable encoder.
             total_num_feature_levels: encoder levels incl. the extra down-sampled ones (>= len(transformer_in_features)).
+            autocast_ffn: under autocast, run the encoder FFN GEMMs in the autocast dtype (else all in fp32).
         """
         super().__init__()
         missing = [name for name in transformer_in_features if name not in input_shape]
@@ -157,6 +169,7 @@ class OpenSeeDPixelDecoder(nn.Module):
         encoder_inputs = [(name, spec) for name, spec in by_stride if name in transformer_in_features]
         self.transformer_in_features = [name for name, _ in encoder_inputs]  # high -> low resolution
         self.total_num_feature_levels = total_num_feature_levels
+        self.autocast_ffn = autocast_ffn
 
         projections = [nn.Sequential(nn.Conv2d(spec.channels, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim))
                        for _, spec in encoder_inputs]
@@ -215,17 +228,22 @@ class OpenSeeDPixelDecoder(nn.Module):
             "num_points": enc.NUM_POINTS,
             "deform_attn_impl": enc.DEFORM_ATTN_IMPL,
             "activation_checkpoint": enc.ACTIVATION_CHECKPOINT,
+            "autocast_ffn": enc.AUTOCAST_FFN,
         }
 
     def forward_features(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """features {name: B×C×H/s×W/s} -> (mask_features B×MASK_DIM×H/4×W/4, multi_scale_features high -> low)."""
         device_type = next(iter(features.values())).device.type
+        ffn_dtype = None
+        if self.autocast_ffn and torch.is_autocast_enabled(device_type):
+            ffn_dtype = torch.get_autocast_dtype(device_type)
         with torch.autocast(device_type=device_type, enabled=False):
-            return self._forward_fp32({name: features[name].float() for name in self.in_features})
+            return self._forward_fp32({name: features[name].float() for name in self.in_features}, ffn_dtype)
 
     forward = forward_features
 
-    def _forward_fp32(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _forward_fp32(self, features: dict[str, torch.Tensor],
+                      ffn_dtype: torch.dtype | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         srcs = [proj(features[name]) for proj, name in zip(self.input_proj, self.transformer_in_features)]
         pos = [self.pe_layer(features[name]) for name in self.transformer_in_features]
         extra = features[self.transformer_in_features[-1]]
@@ -234,11 +252,10 @@ class OpenSeeDPixelDecoder(nn.Module):
             srcs.append(extra)
             pos.append(self.pe_layer(extra))
 
-        memory, spatial_shapes, level_start_index = self.transformer(srcs, pos)
+        memory, shapes, _ = self.transformer(srcs, pos, ffn_dtype)
         batch = memory.shape[0]
-        sizes = spatial_shapes.prod(1).tolist()
         encoder_maps = [tokens.transpose(1, 2).view(batch, -1, h, w)
-                        for tokens, (h, w) in zip(memory.split(sizes, dim=1), spatial_shapes.tolist())]
+                        for tokens, (h, w) in zip(memory.split([h * w for h, w in shapes], dim=1), shapes)]
 
         # Like the reference, every FPN level adds the upsampled *finest encoder map* (not the previous FPN
         # level); the last (finest) FPN output is the one the mask features are computed from.

@@ -2,7 +2,8 @@
 
 Shapes (N batch, Lq queries, S = Σ_l H_l·W_l value tokens, M heads, D = d_model / M, L levels, P points):
   value                N×S×M×D
-  spatial_shapes       L×2 int64, (H_l, W_l) per level in the order of the flattened value
+  spatial_shapes       (H_l, W_l) per level in the order of the flattened value: an L×2 int64 tensor or a list of
+                       pairs (`level_shapes`; the model passes lists, whose sizes stay symbolic under `torch.export`)
   sampling_locations   N×Lq×M×L×P×2, (x, y) normalised to [0, 1] per level (0 = left/top edge, 1 = right/bottom)
   attention_weights    N×Lq×M×L×P (softmax over L·P)
   -> output            N×Lq×(M·D)
@@ -24,18 +25,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from .deform_attn_embedding_bag import ms_deform_attn_core_embedding_bag
+from .level_shapes import level_shapes
 
 
 def ms_deform_attn_core_pytorch(
     value: torch.Tensor,
-    spatial_shapes: torch.Tensor,
+    spatial_shapes,
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
     """Reference multi-scale deformable attention; shapes in the module docstring."""
     n, _, m, d = value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
-    shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    shapes = level_shapes(spatial_shapes)
     values_per_level = value.split([h * w for h, w in shapes], dim=1)
     grids = 2 * sampling_locations - 1
     sampled = []
@@ -54,7 +56,7 @@ def ms_deform_attn_core_pytorch(
 
 def ms_deform_attn_core_auto(
     value: torch.Tensor,
-    spatial_shapes: torch.Tensor,
+    spatial_shapes,
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
@@ -73,8 +75,8 @@ DEFORM_ATTN_KERNELS: dict[str, Callable[..., torch.Tensor]] = {
 class MSDeformAttn(nn.Module):
     """Multi-scale deformable attention with the official parameter names and initialisation.
 
-    `forward(query N×Lq×C, reference_points, input_flatten N×S×C, spatial_shapes L×2, level_start_index L,
-    padding_mask N×S bool or None) -> N×Lq×C`.
+    `forward(query N×Lq×C, reference_points, input_flatten N×S×C, spatial_shapes (L×2 or L pairs),
+    level_start_index L (unused, kept for the official signature), padding_mask N×S bool or None) -> N×Lq×C`.
     `reference_points` is N×Lq×L×2 (x, y in [0, 1]): location = ref + offset / (W_l, H_l); or N×Lq×L×4 boxes
     (cx, cy, w, h): location = centre + offset / P · (w, h) / 2.
     """
@@ -120,15 +122,15 @@ class MSDeformAttn(nn.Module):
         query: torch.Tensor,
         reference_points: torch.Tensor,
         input_flatten: torch.Tensor,
-        spatial_shapes: torch.Tensor,
+        spatial_shapes,
         level_start_index: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         n, num_queries, _ = query.shape
         num_tokens = input_flatten.shape[1]
-        if int((spatial_shapes[:, 0] * spatial_shapes[:, 1]).sum()) != num_tokens:
-            raise ValueError(f"MSDeformAttn: spatial_shapes {spatial_shapes.tolist()} do not add up to the "
-                             f"{num_tokens} value tokens")
+        shapes = level_shapes(spatial_shapes)
+        if sum(h * w for h, w in shapes) != num_tokens:
+            raise ValueError(f"MSDeformAttn: spatial_shapes {shapes} do not add up to the {num_tokens} value tokens")
         value = self.value_proj(input_flatten)
         if padding_mask is not None:
             value = value.masked_fill(padding_mask[..., None], 0.0)
@@ -137,7 +139,7 @@ class MSDeformAttn(nn.Module):
         weights = self.attention_weights(query).view(n, num_queries, self.n_heads, self.n_levels * self.n_points)
         weights = weights.softmax(-1).view(n, num_queries, self.n_heads, self.n_levels, self.n_points)
         if reference_points.shape[-1] == 2:
-            normaliser = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
+            normaliser = torch.tensor([(w, h) for h, w in shapes], dtype=offsets.dtype, device=offsets.device)
             locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
         elif reference_points.shape[-1] == 4:
             centres = reference_points[:, :, None, :, None, :2]
@@ -146,5 +148,5 @@ class MSDeformAttn(nn.Module):
         else:
             raise ValueError(f"MSDeformAttn: reference_points must end in 2 (points) or 4 (boxes), "
                              f"got shape {tuple(reference_points.shape)}")
-        output = DEFORM_ATTN_KERNELS[self.impl](value, spatial_shapes, locations, weights)
+        output = DEFORM_ATTN_KERNELS[self.impl](value, shapes, locations, weights)
         return self.output_proj(output)

@@ -229,7 +229,14 @@ class LanguageEncoder(nn.Module):
 
     @torch.no_grad()
     def _ensemble_embeddings(self, names: tuple[str, ...]) -> torch.Tensor:
-        """Prompt ensemble K×DIM_PROJ: mean of the unit prompt embeddings of each class, renormalised."""
+        """Prompt ensemble K×DIM_PROJ: mean of the unit prompt embeddings of each class, renormalised.
+
+        Always float32 (autocast off): the result is cached in memory and on disk under a key without a precision.
+        """
+        with torch.autocast(device_type=self.lang_proj.device.type, enabled=False):
+            return self._ensemble_embeddings_fp32(names)
+
+    def _ensemble_embeddings_fp32(self, names: tuple[str, ...]) -> torch.Tensor:
         prompts, class_ids, template_ids = [], [], []
         for class_id, name in enumerate(names):
             for text in self._eval_class_texts(name):
