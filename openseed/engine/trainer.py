@@ -140,6 +140,8 @@ class OpenSeeDTrainer(TrainerBase):
         """Resume from `OUTPUT_DIR/last_checkpoint` if `resume` and it exists, else load the initial weights; then
         build the train loader for the start iteration and restore this rank's RNG state (after the loader, whose
         construction may draw random numbers, exactly as in the uninterrupted run)."""
+        if resume and comm.is_main_process():
+            self.checkpointer.remove_partial_files()
         if resume and self.checkpointer.has_checkpoint():
             extra = self.checkpointer.load(self.checkpointer.get_checkpoint_file())
             self.start_iter = self.iter + 1
