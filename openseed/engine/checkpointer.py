@@ -38,6 +38,10 @@ _MAX_LISTED = 20
 PARTIAL_WRITE = re.compile(r"\.(model_\w+\.pth|last_checkpoint)\.\w+\.tmp")
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (the message names the file and the checkpoint that is kept)."""
+
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model: missing, unexpected or differently shaped parameters."""
 
@@ -96,8 +100,16 @@ class TrainingCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
-        save_checkpoint(data, path)
-        self.tag_last_checkpoint(basename)
+        try:
+            save_checkpoint(data, path)
+            self.tag_last_checkpoint(basename)
+        except OSError as error:  # disk full, quota, file-size limit, read-only file system...
+            previous = self.get_checkpoint_file() if self.has_checkpoint() else "none"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path}: {error.strerror or error}. Nothing was replaced: the previous "
+                f"checkpoint ({previous}) and {os.path.join(self.save_dir, 'last_checkpoint')} are intact; free space "
+                "and continue with --resume"
+            ) from error
 
     def remove_partial_files(self) -> None:
         """Delete the temporary files of checkpoint writes that were killed (`.{name}.pth.*.tmp`), logging each."""

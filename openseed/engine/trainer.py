@@ -14,6 +14,7 @@ iteration, so that a resumed run sees exactly the batches of the uninterrupted o
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import weakref
@@ -32,6 +33,7 @@ from openseed.data import build_joint_train_loader
 from openseed.engine.checkpointer import TrainingCheckpointer, load_backbone_weights, load_text_encoder_weights
 from openseed.engine.hooks import ParameterSyncCheck, PeriodicCheckpointer, PeriodicEvaluation
 from openseed.engine.optimizer import build_optimizer
+from openseed.engine.preemption import PreemptionCheckpointer
 from openseed.engine.rng_state import restore_rng_state
 from openseed.engine.step import JointStepTrainer
 from openseed.engine.writers import build_writers
@@ -41,14 +43,18 @@ logger = logging.getLogger(__name__)
 
 
 def check_datasets_registered(names, config_key: str) -> None:
-    """Raise `KeyError` naming every dataset of `names` (from config key `config_key`) that is not registered."""
-    registered = set(DatasetCatalog.list())
+    """Raise `KeyError` naming every dataset of `names` (from config key `config_key`) that is not registered, each
+    with the registered names closest to it."""
+    registered = sorted(DatasetCatalog.list())
     missing = [name for name in names if name not in registered]
     if missing:
+        suggestions = "; ".join(
+            f"{name!r}: did you mean {difflib.get_close_matches(name, registered, n=3, cutoff=0.5) or 'none close'}?"
+            for name in missing
+        )
         raise KeyError(
-            f"{config_key}: dataset(s) {missing} are not registered. Registered names include e.g. "
-            f"{sorted(registered)[:10]}; custom COCO-format data can be added with DATASETS.CUSTOM "
-            "('name:json_file:image_root')"
+            f"{config_key}: dataset(s) {missing} are not registered ({suggestions}); custom COCO-format data can be "
+            "added with DATASETS.CUSTOM ('name:json_file:image_root')"
         )
 
 
@@ -58,7 +64,7 @@ def wrap_for_distributed(model: torch.nn.Module, device: torch.device, find_unus
         return model
     device_ids = [device.index if device.index is not None else comm.get_local_rank()] if device.type == "cuda" else None
     return DistributedDataParallel(
-        model, device_ids=device_ids, broadcast_buffers=False, find_unused_parameters=find_unused_parameters
+        model, device_ids=device_ids, forward_sync_buffers=False, find_unused_parameters=find_unused_parameters
     )
 
 
@@ -124,6 +130,7 @@ class OpenSeeDTrainer(TrainerBase):
         if comm.is_main_process():
             log_period = cfg.SOLVER.LOG_PERIOD
             hooks.append(d2_hooks.PeriodicWriter(build_writers(cfg, self.max_iter, log_period), period=log_period))
+        hooks.append(PreemptionCheckpointer(self.checkpointer, self.device))  # last: the step's metrics are written
         return hooks
 
     def _evaluate_during_training(self) -> Mapping:

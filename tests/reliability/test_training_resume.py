@@ -16,12 +16,11 @@ import pytest
 from tests.reliability.training_runs import (
     CHECKPOINT_PERIOD,
     SHIPPED_CONFIGS,
-    assert_same_state,
-    final_state,
     finish,
     kill_session,
     last_checkpoint_iteration,
     launcher_args,
+    resume_and_compare,
     short_run_args,
     start,
     wait_for_log,
@@ -45,34 +44,6 @@ CASES = [
     ))
     for config, processes, workers in itertools.product(SHIPPED_CONFIGS, (1, 2), (0, 2))
 ]
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, synthetic_datasets_root):
-    """`reference(config, processes)`: the final state of an uninterrupted run (0 workers), computed once."""
-    states = {}
-
-    def reference(config, processes):
-        key = (config.stem, processes)
-        if key not in states:
-            out = tmp_path_factory.mktemp(f"full_{config.stem}_{processes}")
-            process = start([*launcher_args(processes), *short_run_args(config, out)], synthetic_datasets_root,
-                            out / "stdout.txt")
-            output = finish(process)
-            assert process.returncode == 0, output[-5000:]
-            states[key] = final_state(out)
-        return states[key]
-
-    return reference
-
-
-def resume_and_compare(out, args, reference, datasets_root, expected_start: int) -> None:
-    assert not (out / "model_final.pth").exists()
-    resumed = start(["--resume", *args], datasets_root, out / "resumed.txt")
-    output = finish(resumed)
-    assert resumed.returncode == 0, output[-5000:]
-    assert f"Starting training from iteration {expected_start}" in output
-    assert_same_state(reference, final_state(out))
 
 
 @pytest.mark.parametrize(("config", "processes", "workers"), CASES)

@@ -4,6 +4,7 @@ and compared state by state with an uninterrupted run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -48,14 +49,15 @@ def launcher_args(num_processes: int) -> list[str]:
     return ["--num-gpus", str(num_processes), "--dist-url", "auto"] if num_processes > 1 else []
 
 
-def start(args: list[str], datasets_root: str, log_file: Path, script: Path = TRAIN_NET,
+def start(args: list[str], datasets_root: str, log_file: Path, script: Path | None = TRAIN_NET,
           env: dict | None = None) -> subprocess.Popen:
-    """Start `script args` in a new session, output to `log_file`."""
-    handle = open(log_file, "w")  # noqa: SIM115  (closed with the process by `finish`)
-    process = subprocess.Popen(
-        [sys.executable, str(script), *args], cwd=REPO_ROOT, env=train_net_env(datasets_root) | (env or {}),
-        stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    """Start `python script args` (`python args` when `script` is None, e.g. `-m torch.distributed.run ...`) in a new
+    session, output to `log_file`."""
+    handle = open(log_file, "w")  # noqa: SIM115  (the process owns it)
+    command = [sys.executable, *([str(script)] if script else []), *args]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=train_net_env(datasets_root) | (env or {}), stdout=handle,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    handle.close()
     process.log_file = log_file
     return process
 
@@ -65,9 +67,7 @@ def finish(process: subprocess.Popen, timeout: float = 600) -> str:
     try:
         process.wait(timeout=timeout)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        kill_session(process)
     return Path(process.log_file).read_text()
 
 
@@ -86,8 +86,9 @@ def wait_for_log(process: subprocess.Popen, log: Path, pattern: str, timeout: fl
 
 
 def kill_session(process: subprocess.Popen) -> None:
-    """SIGKILL every process of the run (launcher, ranks, data-loader workers), as a lost machine."""
-    os.killpg(process.pid, signal.SIGKILL)
+    """SIGKILL every process left of the run (launcher, ranks, data-loader workers), as a lost machine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
 
@@ -117,3 +118,16 @@ def assert_same_state(expected, actual, path: str = "checkpoint") -> None:
 def final_state(output_dir: Path) -> dict:
     """model_final.pth: model, optimizer, LR scheduler, grad scaler, iteration and every rank's RNG state."""
     return load_checkpoint(output_dir / "model_final.pth")
+
+
+def resume_and_compare(out: Path, args: list[str], reference: dict, datasets_root: str, expected_start: int,
+                       script: Path | None = TRAIN_NET) -> str:
+    """Resume the stopped run in `out` to the end (`--resume` after the overrides, as users type it); its final state
+    must equal `reference` bit for bit. Returns the output."""
+    assert not (out / "model_final.pth").exists()
+    resumed = start([*args, "--resume"], datasets_root, out.parent / f"{out.name}_resumed.txt", script=script)
+    output = finish(resumed)
+    assert resumed.returncode == 0, output[-5000:]
+    assert f"Starting training from iteration {expected_start}" in output
+    assert_same_state(reference, final_state(out))
+    return output
