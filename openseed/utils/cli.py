@@ -7,8 +7,8 @@
 
 `argparse.REMAINDER` swallows everything after the first override, so a flag typed after them would become an
 override ("unknown config key '--resume'"). This parser first moves every token that is one of its option strings
-(`--flag`, `--flag=value` or `--flag value` for options taking a value) to the front, keeping the order of the rest,
-so overrides stay paired.
+(`--flag`, `--flag=value`, `--flag value`, or `--flag v1 v2 ...` up to the next option for `nargs="+"`) to the front,
+keeping the order of the rest, so overrides stay paired.
 """
 
 from __future__ import annotations
@@ -28,14 +28,34 @@ class FlagsAnywhereParser(argparse.ArgumentParser):
         """`tokens` with this parser's options (and their values) moved to the front, the rest in order."""
         flags, rest, position = [], [], 0
         while position < len(tokens):
-            token = tokens[position]
-            name, has_inline_value, _ = token.partition("=")
-            action = self._option_string_actions.get(name) if token.startswith("-") else None
-            if action is None or (has_inline_value and action.nargs == 0):
-                rest.append(token)
+            action = self._own_action(tokens[position])
+            if action is None:
+                rest.append(tokens[position])
                 position += 1
                 continue
-            takes_value = action.nargs is None and not has_inline_value
-            flags.extend(tokens[position:position + 1 + int(takes_value)])
-            position += 1 + int(takes_value)
+            end = position + 1 + self._value_count(action, tokens, position + 1)
+            flags.extend(tokens[position:end])
+            position = end
         return flags + rest
+
+    def _own_action(self, token: str) -> argparse.Action | None:
+        if not token.startswith("-"):
+            return None
+        name, has_inline_value, _ = token.partition("=")
+        action = self._option_string_actions.get(name)
+        return None if action is None or (has_inline_value and action.nargs == 0) else action
+
+    def _value_count(self, action: argparse.Action, tokens: list[str], start: int) -> int:
+        """How many tokens from `start` are the option's values (none when given inline as `--flag=value`)."""
+        if "=" in tokens[start - 1]:
+            return 0
+        if action.nargs is None:
+            return 1
+        if action.nargs == argparse.OPTIONAL:
+            return int(start < len(tokens) and self._own_action(tokens[start]) is None)
+        if isinstance(action.nargs, int):
+            return action.nargs
+        count = 0  # "+" / "*": as argparse, every following token up to the next option
+        while start + count < len(tokens) and self._own_action(tokens[start + count]) is None:
+            count += 1
+        return count
