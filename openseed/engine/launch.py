@@ -32,7 +32,7 @@ from openseed.engine.preemption import PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 # Seconds the other workers get to finish on their own (e.g. a preemption checkpoint) after one has exited.
-WORKER_GRACE_PERIOD_S = 30
+WORKER_GRACE_PERIOD_S = 15
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ the LR schedule (Detectron2's `build_lr_scheduler`, WarmupMultiStepLR by default
 `resume_or_load` either resumes from the last complete checkpoint in `OUTPUT_DIR` (model, optimizer, scheduler,
 grad scaler, iteration, RNG states of every rank; the data loader restarts at the next batch) or loads the initial
 weights `MODEL.WEIGHTS`, `MODEL.BACKBONE.INIT_WEIGHTS` and `MODEL.TEXT.INIT_WEIGHTS`. The train loader is built afterwards, for the start
-iteration, so that a resumed run sees exactly the batches of the uninterrupted one.
+iteration, so that a resumed run sees exactly the batches of the uninterrupted one. SIGTERM / SIGUSR1 during
+`train()` checkpoint after the current step and exit with status 75 (`preemption.py`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from openseed.engine.launch import WORKER_GRACE_PERIOD_S
 from openseed.engine.preemption import PREEMPTED_EXIT_CODE
 from tests.reliability.training_runs import (
     SHIPPED_CONFIGS,
@@ -49,10 +50,10 @@ def check_preempted(out, output: str, signal_name: str) -> int:
 
 def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(tmp_path, uninterrupted, synthetic_datasets_root):
     out = tmp_path / "run"
-    args = short_run_args(TINY, out, 2)  # data-loader workers receive the signal too and must not break the stop
+    args = short_run_args(TINY, out, 2)  # with data-loader workers, which must not break the stop
     run = start(args, synthetic_datasets_root, tmp_path / "run.txt")
     wait_for_log(run, out / "log.txt", r"iter: 3\b")
-    run.send_signal(signal.SIGTERM)
+    os.killpg(run.pid, signal.SIGTERM)  # every process, data-loader workers included (as `scancel --signal`)
     output = finish(run)
     assert run.returncode == PREEMPTED_EXIT_CODE, output[-5000:]
     iteration = check_preempted(out, output, "SIGTERM")
@@ -145,6 +146,8 @@ def test_a_hung_rank_fails_the_run_after_the_configured_timeout(tmp_path, synthe
                 synthetic_datasets_root, tmp_path / "run.txt")
     wait_for_log(run, out / "log.txt", r"iter: 2\b")
     os.kill(rank_pid(out, 1), signal.SIGSTOP)
+    begin = time.monotonic()
     output = finish(run, timeout=180)
     assert run.returncode not in (0, PREEMPTED_EXIT_CODE)
-    assert "the process of rank 0" in output or "the process of rank 1" in output, output[-3000:]
+    assert "Timed out" in output and "the process of rank 0 failed" in output, output[-3000:]
+    assert time.monotonic() - begin < 10 + 2 * WORKER_GRACE_PERIOD_S + 30  # timeout, then the launcher's stop
