@@ -26,6 +26,8 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.PIXEL_STD = [58.395, 57.120, 57.375]
     cfg.MODEL.DIM_PROJ = 512
     cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS = False  # True when some parameters get no gradient in an iteration
+    # Seconds a process waits for the others in a collective (a hung or lost rank) before failing with an error.
+    cfg.DIST_TIMEOUT_S = 1800
     cfg.MODEL.BACKBONE.NAME = "D2SwinTransformer"
     cfg.MODEL.BACKBONE.INIT_WEIGHTS = ""  # ImageNet classification checkpoint loaded into the backbone before training
 

@@ -28,10 +28,11 @@ from openseed.checkpoint import (
     save_checkpoint,
 )
 from openseed.config import setup_cfg
+from openseed.utils.cli import FlagsAnywhereParser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = FlagsAnywhereParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="official checkpoint (.pt/.pth or .safetensors)")
     parser.add_argument("output", help="converted checkpoint to write")
     parser.add_argument("--config-file", required=True, help="config of the model the weights are for")

@@ -24,6 +24,7 @@ from detectron2.utils.logger import setup_logger
 from openseed.demo.batch import list_inputs, predict_files
 from openseed.demo.names import vocabulary_from_text
 from openseed.predictor import Predictor
+from openseed.utils.cli import FlagsAnywhereParser
 from openseed.utils.malloc import tune_malloc
 from openseed.vocabulary import Vocabulary
 
@@ -31,7 +32,7 @@ TASKS = ("panoptic", "instance", "semantic", "detection")
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = FlagsAnywhereParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--weights", required=True, help="trained checkpoint (e.g. output/demo/model_final.pth)")
     parser.add_argument("--input", required=True, help="an image file or a folder of images")

@@ -34,6 +34,7 @@ from openseed.data.registration.suites import SUITE_NAMES, suite_datasets
 from openseed.engine import TrainingCheckpointer, launch, setup
 from openseed.engine.trainer import check_datasets_registered
 from openseed.evaluation import evaluate, paper_model_for, write_summary
+from openseed.utils.cli import FlagsAnywhereParser
 from openseed.utils.malloc import tune_malloc
 
 logger = logging.getLogger("openseed")
@@ -41,7 +42,7 @@ TEXT_CACHE_SUBDIR = "text_cache"
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = FlagsAnywhereParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="", metavar="FILE", help="config YAML (with _BASE_ inheritance)")
     parser.add_argument("--weights", default="", help="checkpoint to evaluate (default: MODEL.WEIGHTS)")
     parser.add_argument("--suite", nargs="+", default=[], choices=SUITE_NAMES, help="evaluation suites")

@@ -30,6 +30,7 @@ from openseed.data.synthetic import ensure_synthetic_datasets
 from openseed.demo import gallery, pipeline
 from openseed.demo.metrics import collect_metrics, summary_table
 from openseed.predictor import Predictor
+from openseed.utils.cli import FlagsAnywhereParser
 from openseed.utils.malloc import tune_malloc
 from openseed.visualization import plot_loss_curve
 
@@ -38,7 +39,7 @@ DEFAULT_CONFIG = TOOLS_DIR.parent / "configs" / "demo" / "openseed_demo.yaml"
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = FlagsAnywhereParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default=str(DEFAULT_CONFIG), metavar="FILE")
     parser.add_argument("--output", default="output/demo", help="output folder")
     parser.add_argument("--datasets-root", default=None,

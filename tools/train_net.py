@@ -6,14 +6,19 @@
     python tools/train_net.py --config-file C --eval-only MODEL.WEIGHTS W  # evaluate DATASETS.TEST
     python tools/train_net.py --config-file configs/tiny/tiny_decoupled.yaml --num-gpus 2 --dist-url auto  # CPU, gloo
 
-`--num-gpus N` starts N processes per machine on `MODEL.DEVICE` (NCCL on CUDA, gloo on CPU).
-Trailing `KEY VALUE` pairs override the config.
+    torchrun --nproc-per-node 2 tools/train_net.py --config-file C   # or one `srun` task per process under SLURM
+
+`--num-gpus N` starts N processes per machine on `MODEL.DEVICE` (NCCL on CUDA, gloo on CPU); processes started by
+torchrun or srun find their rank in the environment (openseed/engine/launch.py). Trailing `KEY VALUE` pairs override
+the config; the flags may also follow them. SIGTERM / SIGUSR1 write a checkpoint after the current iteration and exit
+with status 75 (openseed/engine/preemption.py; docs/slurm_requeue.sbatch requeues such a job).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 
 import torch
 from detectron2.utils import comm
@@ -62,15 +67,16 @@ def main(args) -> dict | None:
 
 def cli(argv: list[str] | None = None) -> None:
     args = default_argument_parser().parse_args(argv)
-    device = setup_cfg(args.config_file or None, args.opts).MODEL.DEVICE  # picks the process-group backend
+    cfg = setup_cfg(args.config_file or None, args.opts)
     launch(
         main,
         args.num_gpus,
-        device=device,
+        device=cfg.MODEL.DEVICE,  # picks the process-group backend
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         args=(args,),
+        timeout=timedelta(seconds=cfg.DIST_TIMEOUT_S),
     )
 
 

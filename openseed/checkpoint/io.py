@@ -58,6 +58,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({error})") from error
+    except OSError as error:  # e.g. a zip archive cut short: "[Errno 22] Invalid argument"
+        raise CheckpointError(f"{path}: corrupt, truncated or unreadable checkpoint ({error})") from error
     if not isinstance(loaded, Mapping):
         raise CheckpointError(f"{path}: expected a dict at the top level, found {type(loaded).__name__}")
     return dict(loaded)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import signal
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -109,6 +110,13 @@ def _no_collate(batch: list[dict]) -> list[dict]:
     return batch
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM / SIGUSR1: a preempted job signals every process, and the training
+    process stops them itself after writing its checkpoint (openseed.engine.preemption)."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 class JointLoader:
     """Zips one infinite loader per dataset: each step yields `{dataset_name: list[dict]}`."""
 
@@ -167,7 +175,7 @@ def build_joint_train_loader(cfg, start_iter: int = 0) -> JointLoader:
         dataset = MappedBatchStream(DatasetFromList(records, copy=False, serialize=True), mapper, stream,
                                     batch_size=batch_size, start_batch=start_iter)
         loaders[name] = torchdata.DataLoader(dataset, batch_size=None, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                                             collate_fn=_no_collate)
+                                             collate_fn=_no_collate, worker_init_fn=ignore_stop_signals)
         batch_sizes[name] = batch_size
         logger.info("training dataset %r: %d images, mapper %r, %d images per GPU", name, len(records), mapper_name,
                     batch_size)

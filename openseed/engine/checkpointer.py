@@ -34,6 +34,12 @@ CLASSIFICATION_ONLY_KEYS = re.compile(r"^(head\.|norm\.)|\.attn_mask$")
 # In the detection backbone but not in a classification checkpoint: the per-level output norms (`norm0`..`norm3`).
 DETECTION_ONLY_KEYS = re.compile(r"^norm\d+\.")
 _MAX_LISTED = 20
+# The temporary file of an unfinished atomic write (openseed.checkpoint.io.atomic_write) of a checkpoint or its tag.
+PARTIAL_WRITE = re.compile(r"\.(model_\w+\.pth|last_checkpoint)\.\w+\.tmp")
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (the message names the file and the checkpoint that is kept)."""
 
 
 class CheckpointMismatchError(ValueError):
@@ -94,8 +100,26 @@ class TrainingCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
-        save_checkpoint(data, path)
-        self.tag_last_checkpoint(basename)
+        try:
+            save_checkpoint(data, path)
+            self.tag_last_checkpoint(basename)
+        except OSError as error:  # disk full, quota, file-size limit, read-only file system...
+            previous = self.get_checkpoint_file() if self.has_checkpoint() else "none"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path}: {error.strerror or error}. Nothing was replaced: the previous "
+                f"checkpoint ({previous}) and {os.path.join(self.save_dir, 'last_checkpoint')} are intact; free space "
+                "and continue with --resume"
+            ) from error
+
+    def remove_partial_files(self) -> None:
+        """Delete the temporary files of checkpoint writes that were killed (`.{name}.pth.*.tmp`), logging each."""
+        if not self.save_dir or not os.path.isdir(self.save_dir):
+            return
+        for name in sorted(os.listdir(self.save_dir)):
+            if PARTIAL_WRITE.fullmatch(name):
+                os.unlink(os.path.join(self.save_dir, name))
+                self.logger.warning(f"removed {os.path.join(self.save_dir, name)}: a checkpoint write that did not "
+                                    "complete (the process was killed while saving)")
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         content = last_filename_basename.encode("utf-8")

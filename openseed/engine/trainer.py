@@ -9,7 +9,8 @@ the LR schedule (Detectron2's `build_lr_scheduler`, WarmupMultiStepLR by default
 `resume_or_load` either resumes from the last complete checkpoint in `OUTPUT_DIR` (model, optimizer, scheduler,
 grad scaler, iteration, RNG states of every rank; the data loader restarts at the next batch) or loads the initial
 weights `MODEL.WEIGHTS`, `MODEL.BACKBONE.INIT_WEIGHTS` and `MODEL.TEXT.INIT_WEIGHTS`. The train loader is built afterwards, for the start
-iteration, so that a resumed run sees exactly the batches of the uninterrupted one.
+iteration, so that a resumed run sees exactly the batches of the uninterrupted one. SIGTERM / SIGUSR1 during
+`train()` checkpoint after the current step and exit with status 75 (`preemption.py`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from openseed.data.registration.common import closest_registered_names
 from openseed.engine.checkpointer import TrainingCheckpointer, load_backbone_weights, load_text_encoder_weights
 from openseed.engine.hooks import ParameterSyncCheck, PeriodicCheckpointer, PeriodicEvaluation
 from openseed.engine.optimizer import build_optimizer
+from openseed.engine.preemption import PreemptionCheckpointer
 from openseed.engine.rng_state import restore_rng_state
 from openseed.engine.step import JointStepTrainer
 from openseed.engine.writers import build_writers
@@ -42,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 
 def check_datasets_registered(names, config_key: str) -> None:
-    """Raise `KeyError` naming every dataset of `names` (from config key `config_key`) that is not registered."""
+    """Raise `KeyError` naming every dataset of `names` (from config key `config_key`) that is not registered, each
+    with the registered names closest to it."""
     registered = set(DatasetCatalog.list())
     missing = [name for name in names if name not in registered]
     if missing:
@@ -60,7 +63,7 @@ def wrap_for_distributed(model: torch.nn.Module, device: torch.device, find_unus
         return model
     device_ids = [device.index if device.index is not None else comm.get_local_rank()] if device.type == "cuda" else None
     return DistributedDataParallel(
-        model, device_ids=device_ids, broadcast_buffers=False, find_unused_parameters=find_unused_parameters
+        model, device_ids=device_ids, forward_sync_buffers=False, find_unused_parameters=find_unused_parameters
     )
 
 
@@ -126,6 +129,7 @@ class OpenSeeDTrainer(TrainerBase):
         if comm.is_main_process():
             log_period = cfg.SOLVER.LOG_PERIOD
             hooks.append(d2_hooks.PeriodicWriter(build_writers(cfg, self.max_iter, log_period), period=log_period))
+        hooks.append(PreemptionCheckpointer(self.checkpointer, self.device))  # last: the step's metrics are written
         return hooks
 
     def _evaluate_during_training(self) -> Mapping:
@@ -142,6 +146,8 @@ class OpenSeeDTrainer(TrainerBase):
         """Resume from `OUTPUT_DIR/last_checkpoint` if `resume` and it exists, else load the initial weights; then
         build the train loader for the start iteration and restore this rank's RNG state (after the loader, whose
         construction may draw random numbers, exactly as in the uninterrupted run)."""
+        if resume and comm.is_main_process():
+            self.checkpointer.remove_partial_files()
         if resume and self.checkpointer.has_checkpoint():
             extra = self.checkpointer.load(self.checkpointer.get_checkpoint_file())
             self.start_iter = self.iter + 1

@@ -11,7 +11,6 @@ Dataset dicts follow Detectron2's standard formats:
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from detectron2.structures import BoxMode
 
-from .common import register, require_files, set_class_metadata
+from .common import read_json_file, register, require_files, set_class_metadata
 
 COCO_SPLITS = ("train", "val")
 
@@ -59,8 +58,7 @@ def category_id_map(dataset_name: str, json_file: str, categories: list[dict], c
 def read_categories(dataset_name: str, json_file: str, class_names: Sequence[str] | None) -> dict:
     """Class metadata of a COCO-format json (for `register_class_resolver`)."""
     require_files(dataset_name, json_file)
-    with open(json_file, encoding="utf-8") as f:
-        categories = json.load(f)["categories"]
+    categories = read_json_file(dataset_name, json_file)["categories"]
     names, id_map = category_id_map(dataset_name, json_file, categories, class_names)
     return {"thing_classes": names, "thing_dataset_id_to_contiguous_id": id_map}
 
@@ -80,8 +78,7 @@ def load_coco_instances(
     (`category_id_map`). `image_path_fn(image_root, image_entry)` overrides `image_root/file_name`.
     """
     require_files(dataset_name, json_file, image_root)
-    with open(json_file, encoding="utf-8") as f:
-        data = json.load(f)
+    data = read_json_file(dataset_name, json_file)
     if id_map is None:
         names, id_map = category_id_map(dataset_name, json_file, data["categories"], class_names)
     else:
@@ -143,8 +140,7 @@ def load_coco_panoptic(
     require_files(dataset_name, *roots)
     meta = MetadataCatalog.get(dataset_name)
     thing_map, stuff_map = meta.thing_dataset_id_to_contiguous_id, meta.stuff_dataset_id_to_contiguous_id
-    with open(json_file, encoding="utf-8") as f:
-        data = json.load(f)
+    data = read_json_file(dataset_name, json_file)
     images = {image["id"]: image for image in data.get("images", [])}
     records = []
     for ann in data["annotations"]:

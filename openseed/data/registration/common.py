@@ -46,6 +46,16 @@ def read_vocab_file(file_name: str) -> Any:
     return json.loads(files("openseed.data").joinpath("vocab", file_name).read_text(encoding="utf-8"))
 
 
+def read_json_file(dataset_name: str, path: str) -> Any:
+    """The content of the annotation file `path`; a file that is not valid JSON (corrupt, truncated) raises
+    `ValueError` naming the dataset and the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"dataset {dataset_name!r}: annotation file {path} is corrupt or truncated ({error})") from None
+
+
 def require_files(dataset_name: str, *paths: str, hint: str = "") -> None:
     """Raise `DatasetFilesMissing` listing every path that does not exist."""
     missing = [p for p in paths if not os.path.exists(p)]

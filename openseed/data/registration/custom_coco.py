@@ -12,14 +12,13 @@ boxes only) and `train_mapper` (`coco_panoptic_lsj`, `coco_instance_lsj` or `obj
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 from detectron2.data import DatasetCatalog
 
 from .coco import category_id_map, load_coco_instances, load_coco_panoptic
-from .common import register
+from .common import read_json_file, register
 
 logger = logging.getLogger(__name__)
 _CUSTOM: dict[str, tuple[str, str, str | None]] = {}
@@ -38,8 +37,7 @@ def parse_custom_entry(entry: str) -> tuple[str, str, str, str | None]:
 def _read_json(name: str, json_file: str) -> dict:
     if not os.path.isfile(json_file):
         raise FileNotFoundError(f"custom dataset {name!r}: json file {json_file} not found")
-    with open(json_file, encoding="utf-8") as f:
-        data = json.load(f)
+    data = read_json_file(name, json_file)
     missing = [k for k in ("images", "annotations", "categories") if k not in data]
     if missing or not data["categories"]:
         raise ValueError(f"custom dataset {name!r}: {json_file} is not a COCO-format json "

@@ -61,7 +61,7 @@ class LanguageEncoder(nn.Module):
         cache_dir: directory of the on-disk embedding cache; empty disables it.
         freeze_encoder: keep `lang_encoder` fixed (no gradients, always in eval mode, e.g. a pretrained MiniLM);
             `lang_proj` and `logit_scale` still train. Its features of each training prompt are then computed once
-            and kept in memory.
+            (on their own, see `_frozen_prompt_features`) and kept in memory.
     """
 
     @configurable
@@ -218,13 +218,16 @@ class LanguageEncoder(nn.Module):
 
     @torch.no_grad()
     def _frozen_prompt_features(self, prompts: Sequence[str]) -> torch.Tensor:
-        """N×width features of the frozen encoder; each distinct prompt is encoded once, then kept."""
-        new = list(dict.fromkeys(p for p in prompts if p not in self._frozen_features))
-        if new:
-            input_ids, attention_mask = self.tokenizer(new)
-            device = self.lang_proj.device
-            features = self.lang_encoder(input_ids.to(device), attention_mask.to(device))
-            self._frozen_features.update(zip(new, features))
+        """N×width features of the frozen encoder; each distinct prompt is encoded once, then kept.
+
+        A new prompt is encoded on its own (a batch of one): its features are then a function of the prompt alone,
+        not of the other prompts new in the same step, whose padding and batch size change the last bits. So a run
+        resumed with an empty store computes the features the uninterrupted run kept, and stays bit-identical.
+        """
+        device = self.lang_proj.device
+        for prompt in dict.fromkeys(p for p in prompts if p not in self._frozen_features):
+            input_ids, attention_mask = self.tokenizer([prompt])
+            self._frozen_features[prompt] = self.lang_encoder(input_ids.to(device), attention_mask.to(device))[0]
         return torch.stack([self._frozen_features[p] for p in prompts])
 
     @torch.no_grad()
