@@ -33,7 +33,9 @@ def test_only_the_projection_and_scale_train():
     assert all(p.grad is None for p in encoder.lang_encoder.parameters())
     unfrozen = _encoder(freeze=False).train()
     assert unfrozen.lang_encoder.training
-    assert all(p.requires_grad for p in unfrozen.lang_encoder.parameters())
+    trainable = {name for name, p in unfrozen.lang_encoder.named_parameters() if p.requires_grad}
+    unused_pooler = {name for name, _ in unfrozen.lang_encoder.named_parameters() if ".pooler." in name}
+    assert unused_pooler and trainable == {name for name, _ in unfrozen.lang_encoder.named_parameters()} - unused_pooler
 
 
 def test_features_are_computed_once_per_prompt_and_match_direct_encoding():
@@ -68,3 +70,11 @@ def test_kept_features_do_not_depend_on_the_prompts_new_in_the_same_step():
     a_few_first._frozen_prompt_features(prompts)
     for prompt in prompts:
         assert torch.equal(all_at_once._frozen_features[prompt], a_few_first._frozen_features[prompt]), prompt
+
+
+def test_every_trainable_parameter_of_a_trained_hf_encoder_gets_a_gradient():
+    """Multi-process (DDP) training fails on trainable parameters without gradients (MiniLM's unused pooler)."""
+    encoder = _encoder(freeze=False).train()
+    encoder.embed_vocabulary(VOCAB, train=True, generator=torch.Generator().manual_seed(0)).sum().backward()
+    without_gradient = [name for name, p in encoder.lang_encoder.named_parameters() if p.requires_grad and p.grad is None]
+    assert without_gradient == []

@@ -82,7 +82,8 @@ def wait_for_log(process: subprocess.Popen, log: Path, pattern: str, timeout: fl
             raise AssertionError(f"the run ended (status {process.returncode}) before logging {pattern!r}:\n"
                                  + Path(process.log_file).read_text()[-5000:])
         time.sleep(0.02)
-    raise AssertionError(f"no log line {pattern!r} within {timeout} s")
+    kill_session(process)
+    raise AssertionError(f"no log line {pattern!r} within {timeout} s:\n" + Path(process.log_file).read_text()[-5000:])
 
 
 def kill_session(process: subprocess.Popen) -> None:

@@ -49,12 +49,16 @@ class HFTextEncoder(nn.Module):
     """Token ids N×L and attention mask N×L -> mean-pooled features N×width (width = the model's hidden size).
 
     Attribute `model` is the `transformers.AutoModel` of the folder. Sequences are encoded in chunks of similar
-    length (at most `max_tokens_per_chunk` padded tokens each), each cut to its longest sequence.
+    length (at most `max_tokens_per_chunk` padded tokens each), each cut to its longest sequence. The model's pooler
+    head (if any) is not used by mean pooling: it stays in the state dict but is frozen, so that every trainable
+    parameter gets a gradient (multi-process DDP training requires it).
     """
 
     def __init__(self, model_path: str | Path, max_tokens_per_chunk: int = 8192):
         super().__init__()
         self.model = AutoModel.from_pretrained(_checked_model_folder(model_path), local_files_only=True)
+        if getattr(self.model, "pooler", None) is not None:
+            self.model.pooler.requires_grad_(False)
         self.width = int(self.model.config.hidden_size)
         self.max_tokens_per_chunk = max_tokens_per_chunk
 
