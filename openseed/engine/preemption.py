@@ -53,13 +53,21 @@ class PreemptionCheckpointer(HookBase):
         self.device = device
         self.received = 0
         self._previous_handlers: dict = {}
+        self._owner_pid = os.getpid()
 
     def _record(self, signum: int, frame) -> None:
+        if os.getpid() != self._owner_pid:
+            # a process forked while training (e.g. panopticapi's evaluation pool, stopped with SIGTERM) inherits this
+            # handler: there the signal keeps its default meaning, or `Pool.terminate()` would wait forever
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         if not self.received:
             logger.warning(f"received {signal.Signals(signum).name}: stopping after the current iteration")
         self.received = signum
 
     def before_train(self) -> None:
+        self._owner_pid = os.getpid()
         if threading.current_thread() is threading.main_thread():
             self._previous_handlers = {s: signal.signal(s, self._record) for s in PREEMPTION_SIGNALS}
 

@@ -151,3 +151,34 @@ def test_a_hung_rank_fails_the_run_after_the_configured_timeout(tmp_path, synthe
     assert run.returncode not in (0, PREEMPTED_EXIT_CODE)
     assert "Timed out" in output and "the process of rank 0 failed" in output, output[-3000:]
     assert time.monotonic() - begin < 10 + 2 * WORKER_GRACE_PERIOD_S + 30  # timeout, then the launcher's stop
+
+
+def _sleep_forever():
+    import time
+
+    time.sleep(60)
+
+
+def test_processes_forked_while_training_keep_the_default_sigterm():
+    """panopticapi's evaluation pool is forked during the final evaluation and stopped with SIGTERM
+    (`Pool.terminate`): the training handler must not make its workers ignore it."""
+    import multiprocessing
+    import signal as signal_module
+
+    import torch
+
+    from openseed.engine.preemption import PreemptionCheckpointer
+
+    hook = PreemptionCheckpointer(checkpointer=None, device=torch.device("cpu"))
+    hook.before_train()
+    try:
+        child = multiprocessing.get_context("fork").Process(target=_sleep_forever)
+        child.start()
+        child.terminate()
+        child.join(timeout=10)
+        assert child.exitcode == -signal_module.SIGTERM
+        assert hook.received == 0  # the parent's own state is untouched
+    finally:
+        if child.is_alive():
+            child.kill()
+        hook.after_train()
