@@ -28,7 +28,7 @@ from PIL import Image
 
 from openseed.config import setup_cfg
 from openseed.data.mappers.robust import read_image_checked
-from openseed.engine.checkpointer import TrainingCheckpointer
+from openseed.engine.adapter_file import load_model_weights
 from openseed.vocabulary import Vocabulary
 
 IMAGE_FORMATS = ("RGB", "BGR")
@@ -80,6 +80,7 @@ class Predictor:
     Args:
         config: a config file path or a built openseed `CfgNode`.
         weights: checkpoint to load (strictly, `weights_only=True`); None uses `MODEL.WEIGHTS` ("" = random init).
+            `MODEL.ADAPTER_WEIGHTS` (an adapter fine-tuning's file) is then merged in.
         opts: `KEY VALUE` overrides (with a config file path).
     """
 
@@ -93,9 +94,7 @@ class Predictor:
             self.cfg = setup_cfg(os.fspath(config), list(opts or ()))
         self.model = build_model(self.cfg)
         self.model.eval()
-        weights = self.cfg.MODEL.WEIGHTS if weights is None else os.fspath(weights)
-        if weights:
-            TrainingCheckpointer(self.model).load(weights, checkpointables=[])
+        load_model_weights(self.model, self.cfg, None if weights is None else os.fspath(weights))
         self.resize = T.ResizeShortestEdge(self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MAX_SIZE_TEST)
 
     @property

@@ -66,6 +66,8 @@ def evaluate(model, cfg, dataset_names: Iterable[str], output_dir: str, force: b
     names = list(dict.fromkeys(dataset_names))
     protocols = {name: protocol_for(name, cfg) for name in names}
     weights = weights_fingerprint(cfg.MODEL.WEIGHTS)
+    if cfg.MODEL.ADAPTER_WEIGHTS:
+        weights["adapter"] = weights_fingerprint(cfg.MODEL.ADAPTER_WEIGHTS)
     reusable = _main_process_decision(lambda: [] if force else [
         name for name in names if _stored_results(output_dir, protocols[name], weights) is not None])
     to_evaluate = [name for name in names if name not in reusable]
