@@ -9,7 +9,7 @@ Each problem is a `Finding` (code, severity, count, examples). Codes:
   `unknown_category` (annotation category not in the category list), `unknown_image` (annotation of no image),
   `box_outside` (box beyond the image by more than `BOX_TOLERANCE` px), `box_zero_area`, `mask_empty` (a polygon
   of < 3 points, an RLE / polygon / panoptic segment without pixels), `name_collision` (class names equal after
-  `openseed.vocabulary.normalize_class_name`), `missing_panoptic_png`;
+  `openseed.vocabulary.normalize_class_name` and lower-casing), `missing_panoptic_png`;
 - warnings: `thing_stuff` (categories without an `isthing` flag in a panoptic json, or stuff categories in an
   instances json, which trains them as things), `unlabelled_segment` (panoptic PNG ids absent from segments_info),
   `image_without_annotations`, `crowd`.
@@ -125,7 +125,8 @@ def _check_categories(categories: list[dict], panoptic: bool, report: DatasetRep
     _duplicates(categories, "duplicate_category_id", "category", report)
     by_normalised = defaultdict(list)
     for category in categories:
-        by_normalised[normalize_class_name(str(category.get("name", "")))].append(category.get("name"))
+        # both text encoders' tokenizers lower-case, so names differing only in case are one text too
+        by_normalised[normalize_class_name(str(category.get("name", ""))).lower()].append(category.get("name"))
         if panoptic and "isthing" not in category:
             report.problem("thing_stuff", WARNING, "categories without an isthing flag (taken as things)",
                            repr(category.get("name")))
