@@ -128,7 +128,7 @@ def report_markdown(report: dict) -> str:
         ("open-vocabulary loss (points lost, zero-shot names)", lambda h: _number(h.get("open_vocabulary_loss"), True)),
         ("pre-training tasks loss (mean points lost)", lambda h: _number(h.get("pretraining_loss"), True)),
         ("trainable parameters", lambda h: f"{100 * h['trainable'] / h['total']:.2f} %" if "total" in h else "–"),
-        ("file to keep (MB)", lambda h: f"{h['weights_bytes'] / 1e6:.2f}"),
+        ("file to keep (MB)", lambda h: f"{h['weights_bytes'] / 1e6:.2f}" if "weights_bytes" in h else "–"),
         ("training time (s)", lambda h: str(h.get("train_seconds", "–"))),
     )
     for label, cell in headline_rows:
