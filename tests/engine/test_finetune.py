@@ -192,3 +192,21 @@ def test_trainer_adapter_mode_keeps_the_pretrained_weights(tmp_path):
     state.pop(PROJECTION_PATH + ".weight")
     assert set(state) == set(base_state)
     assert all(torch.equal(state[k], base_state[k]) for k in base_state)  # every pre-trained tensor unchanged
+
+
+def test_benchmark_train_case_reports_trainable_parameters_and_optimizer_state():
+    from openseed.utils.benchmark_train import format_train_rows, train_case
+
+    rows = []
+    for mode in ("full", "adapter"):
+        row = train_case(config_file=TINY, opts=FAST, weights="", seed=0, size=64, datasets=(), images=1,
+                         instances=2, checkpoint=(), runs=1, warmup=0, finetune_mode=mode)
+        rows.append(dict(row, peak_rss_mb=900.0, threads=1, malloc="tuned"))
+    full, adapter = rows
+    assert full["trainable"] == full["total_params"] == adapter["total_params"]
+    assert 0 < adapter["trainable"] < 0.05 * full["trainable"]
+    # AdamW keeps two float32 moments (+ a step counter) per trainable parameter, none for frozen ones
+    assert full["optimizer_state_mb"] * 2**20 >= 8 * full["trainable"]
+    assert adapter["optimizer_state_mb"] * 2**20 < 9 * adapter["trainable"] + 4096
+    table = format_train_rows(rows)
+    assert "| adapter" in table and f"{adapter['trainable']:,} / {adapter['total_params']:,}" in table
