@@ -169,12 +169,12 @@ def apply_finetune_mode(model: nn.Module, mode: str, *, rank: int = 8, alpha: fl
     if mode not in FINETUNE_MODES:
         raise ValueError(f"SOLVER.FINETUNE.MODE must be one of {FINETUNE_MODES}, got {mode!r}")
     pretrained_total = count_parameters(model, mode).total
-    encoder = language_encoder(model)
     if mode == "frozen-backbone":
         model.get_submodule(BACKBONE_PATH).requires_grad_(False)
-        encoder.freeze_text_transformer()
+        language_encoder(model).freeze_text_transformer()
     elif mode == "prompt":
         model.requires_grad_(False)
+        encoder = language_encoder(model)
         encoder.freeze_text_transformer()
         encoder.lang_proj.requires_grad_(True)
         encoder.logit_scale.requires_grad_(True)
