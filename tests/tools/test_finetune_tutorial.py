@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from detectron2.modeling import build_model
 
@@ -47,6 +48,7 @@ def test_tutorial_commands_are_extracted():
                                                                   "python tools/finetune_report.py")))
 
 
+@pytest.mark.slow  # eight tool runs: about 70 s of CPU
 def test_every_tutorial_command_runs(tmp_path):
     for name in ("tools", "configs"):
         (tmp_path / name).symlink_to(REPO_ROOT / name)
