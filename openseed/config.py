@@ -30,6 +30,8 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.DIST_TIMEOUT_S = 1800
     cfg.MODEL.BACKBONE.NAME = "D2SwinTransformer"
     cfg.MODEL.BACKBONE.INIT_WEIGHTS = ""  # ImageNet classification checkpoint loaded into the backbone before training
+    # low-rank adapter file (tools/train_net.py, SOLVER.FINETUNE.MODE "adapter") applied on top of MODEL.WEIGHTS
+    cfg.MODEL.ADAPTER_WEIGHTS = ""
 
     # Swin backbone (spec §2)
     cfg.MODEL.SWIN = CN()
@@ -169,6 +171,9 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.DATASETS.TRAIN_MAPPERS = ("coco_panoptic_lsj", "objects365_lsj")
     cfg.DATASETS.TRAIN_LOSS_WEIGHTS = (1.0, 1.0)
     cfg.DATASETS.CLASS_NAME_NORMALISATION = "consistent"  # "reference" reproduces the train/eval mismatch
+    # fraction of the iterations that carry a batch of each DATASETS.TRAIN entry (empty: every iteration, all of
+    # them); e.g. (1.0, 0.25, 0.25) replays two pre-training sets in a quarter of the fine-tuning iterations
+    cfg.DATASETS.TRAIN_RATIOS = ()
     cfg.DATASETS.CUSTOM = ()  # "name:json_file:image_root" entries registered as COCO-format datasets
     cfg.DATALOADER.TRAIN_IMS_PER_GPU = (2, 2)
     cfg.DATALOADER.NUM_WORKERS = 4
@@ -210,6 +215,14 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.SOLVER.CHECKPOINT_PERIOD = 5000
     cfg.SOLVER.LOG_PERIOD = 20  # console/metrics.json/TensorBoard every N iterations, median over those N
     cfg.SOLVER.IMS_PER_BATCH = 16
+    # Fine-tuning (openseed/engine/finetune.py, docs/finetune_custom.md): "full" trains what the config trains;
+    # "frozen-backbone" also freezes the backbone and the text transformer; "adapter" trains only low-rank adapters
+    # (peft LoRA) on the pixel decoder's and decoder's linear layers and the text projection; "prompt" trains only
+    # the text projection and the logit scale.
+    cfg.SOLVER.FINETUNE = CN()
+    cfg.SOLVER.FINETUNE.MODE = "full"
+    cfg.SOLVER.FINETUNE.ADAPTER_RANK = 8
+    cfg.SOLVER.FINETUNE.ADAPTER_ALPHA = 16.0
     cfg.TEST.EVAL_PERIOD = 5000
     cfg.TEST.IMS_PER_GPU = 1  # evaluation images per batch and process (1: no padding between images)
     cfg.TEST.AMP = CN()  # evaluation under autocast on CUDA, as the official evaluation ran (float16)

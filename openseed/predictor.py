@@ -35,7 +35,7 @@ from PIL import Image
 from openseed.config import setup_cfg
 from openseed.data.mappers.robust import pil_to_array, read_image_checked
 from openseed.data.mappers.test_mapper import TestMapper
-from openseed.engine.checkpointer import TrainingCheckpointer
+from openseed.engine.adapter_file import load_model_weights
 from openseed.modeling.postprocessing import RESOLUTIONS, PostprocessSettings
 from openseed.vocabulary import Vocabulary
 
@@ -99,6 +99,7 @@ class Predictor:
     Args:
         config: a config file path or a built openseed `CfgNode`.
         weights: checkpoint to load (strictly, `weights_only=True`); None uses `MODEL.WEIGHTS` ("" = random init).
+            `MODEL.ADAPTER_WEIGHTS` (an adapter fine-tuning's file) is then merged in.
         opts: `KEY VALUE` overrides (with a config file path).
         postprocess_resolution: "network" (default) merges photos larger than the network input at the input size
             and resizes only the final outputs, so a 48-MP photo costs about what a 640×480 one does; "output"
@@ -125,9 +126,7 @@ class Predictor:
         elif backend == "pytorch":
             self.model = build_model(self.cfg)
             self.model.eval()
-            weights = self.cfg.MODEL.WEIGHTS if weights is None else os.fspath(weights)
-            if weights:
-                TrainingCheckpointer(self.model).load(weights, checkpointables=[])
+            load_model_weights(self.model, self.cfg, None if weights is None else os.fspath(weights))
             self.model.postprocess_settings = dataclasses.replace(self.model.postprocess_settings,
                                                                   resolution=postprocess_resolution)
         else:

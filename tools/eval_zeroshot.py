@@ -31,7 +31,8 @@ import openseed.modeling  # noqa: F401  (registers the meta-architecture)
 from openseed.config import setup_cfg
 from openseed.data.registration.custom_coco import register_custom_datasets
 from openseed.data.registration.suites import SUITE_NAMES, suite_datasets
-from openseed.engine import TrainingCheckpointer, launch, setup
+from openseed.engine import launch, setup
+from openseed.engine.adapter_file import load_model_weights
 from openseed.engine.trainer import check_datasets_registered
 from openseed.evaluation import evaluate, paper_model_for, write_summary
 from openseed.utils.cli import FlagsAnywhereParser
@@ -86,8 +87,9 @@ def main(args: argparse.Namespace) -> dict:
     check_datasets_registered(names, "--suite/--datasets")
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        TrainingCheckpointer(model).load(cfg.MODEL.WEIGHTS, checkpointables=[])
-        logger.info(f"evaluating weights {cfg.MODEL.WEIGHTS}")
+        load_model_weights(model, cfg)
+        adapter = f" + adapter {cfg.MODEL.ADAPTER_WEIGHTS}" if cfg.MODEL.ADAPTER_WEIGHTS else ""
+        logger.info(f"evaluating weights {cfg.MODEL.WEIGHTS}{adapter}")
     else:
         logger.warning("no --weights and no MODEL.WEIGHTS: evaluating a randomly initialised model")
     model.eval()

@@ -5,6 +5,10 @@
     python tools/train_net.py --config-file C --resume                    # continue from OUTPUT_DIR/last_checkpoint
     python tools/train_net.py --config-file C --eval-only MODEL.WEIGHTS W  # evaluate DATASETS.TEST
     python tools/train_net.py --config-file configs/tiny/tiny_decoupled.yaml --num-gpus 2 --dist-url auto  # CPU, gloo
+    python tools/train_net.py --config-file configs/finetune/synthetic_custom.yaml SOLVER.FINETUNE.MODE adapter
+
+With `SOLVER.FINETUNE.MODE adapter` the adapters are also written to `OUTPUT_DIR/adapter_final.safetensors`, which
+`MODEL.WEIGHTS` (the pre-trained model) + `MODEL.ADAPTER_WEIGHTS` (that file) turn into the fine-tuned model.
 
     torchrun --nproc-per-node 2 tools/train_net.py --config-file C   # or one `srun` task per process under SLURM
 
@@ -33,6 +37,7 @@ from openseed.engine import (
     launch,
     setup,
 )
+from openseed.engine.adapter_file import ADAPTER_FILENAME, load_adapter, save_adapter
 from openseed.evaluation import evaluate, paper_model_for, write_summary
 from openseed.utils.malloc import tune_malloc
 
@@ -50,6 +55,8 @@ def main(args) -> dict | None:
         check_datasets_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
         model = OpenSeeDTrainer.build_model(cfg)
         TrainingCheckpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        if cfg.MODEL.ADAPTER_WEIGHTS:
+            load_adapter(model, cfg.MODEL.ADAPTER_WEIGHTS, merge=True)
         model.eval()
         output_dir = os.path.join(cfg.OUTPUT_DIR, "inference")
         with torch.no_grad():
@@ -62,6 +69,9 @@ def main(args) -> dict | None:
     trainer = OpenSeeDTrainer(cfg, evaluate_function=evaluate_function)
     trainer.resume_or_load(resume=args.resume)
     trainer.train()
+    if cfg.SOLVER.FINETUNE.MODE == "adapter" and comm.is_main_process():
+        save_adapter(trainer.model_without_ddp, os.path.join(cfg.OUTPUT_DIR, ADAPTER_FILENAME),
+                     rank=cfg.SOLVER.FINETUNE.ADAPTER_RANK, alpha=cfg.SOLVER.FINETUNE.ADAPTER_ALPHA)
     return None
 
 

@@ -12,6 +12,9 @@ Determinism and exact resume. Everything a batch contains is a function of (seed
 - augmentation: NumPy's and Python's global RNGs are seeded per sample from (seed, slot, rank, position, attempt)
   around the mapper call (and restored afterwards), so results do not depend on the number of workers;
 - bad samples (the mapper returns None, see `mappers.robust`) are replaced by an index drawn from the same seed.
+Replay (`DATASETS.TRAIN_RATIOS`, e.g. pre-training sets mixed into a fine-tuning): a dataset with ratio r ≤ 1 takes
+part in iteration i iff ⌊r·(i+1)⌋ > ⌊r·i⌋ (`takes_part`), i.e. in a fraction r of the iterations, evenly spread;
+before iteration k it has contributed ⌊r·k⌋ batches, which is where its stream starts on resume.
 The seed is `cfg.SEED` (a seed shared by all ranks is drawn when it is negative: then runs are not repeatable).
 To resume after `k` finished iterations call `build_joint_train_loader(cfg, start_iter=k)`: its first batch is the
 batch k of an uninterrupted run, bit for bit; there is no sampler state to save besides the iteration number.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import signal
 from collections.abc import Callable, Iterator
@@ -117,11 +121,26 @@ def ignore_stop_signals(worker_id: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
-class JointLoader:
-    """Zips one infinite loader per dataset: each step yields `{dataset_name: list[dict]}`."""
 
-    def __init__(self, loaders: dict[str, torchdata.DataLoader], batch_sizes: dict[str, int]):
+def takes_part(ratio: float, iteration: int) -> bool:
+    """Whether a dataset sampled in a fraction `ratio` (0 < ratio ≤ 1) of the iterations has a batch in `iteration`."""
+    return math.floor(ratio * (iteration + 1)) > math.floor(ratio * iteration)
+
+
+def batches_before(ratio: float, iteration: int) -> int:
+    """Batches a dataset of ratio `ratio` contributed to iterations 0 .. `iteration` - 1 (= Σ takes_part)."""
+    return math.floor(ratio * iteration)
+
+
+class JointLoader:
+    """Zips one infinite loader per dataset: each step yields `{dataset_name: list[dict]}` with the datasets that
+    take part in that iteration (all of them at ratio 1)."""
+
+    def __init__(self, loaders: dict[str, torchdata.DataLoader], batch_sizes: dict[str, int],
+                 ratios: dict[str, float] | None = None, start_iter: int = 0):
         self.loaders, self.batch_sizes = loaders, batch_sizes
+        self.ratios = {name: 1.0 for name in loaders} if ratios is None else ratios
+        self.start_iter = start_iter
 
     @property
     def dataset_names(self) -> tuple[str, ...]:
@@ -129,8 +148,11 @@ class JointLoader:
 
     def __iter__(self) -> Iterator[dict[str, list[dict]]]:
         iterators = {name: iter(loader) for name, loader in self.loaders.items()}
+        iteration = self.start_iter
         while True:
-            yield {name: next(iterator) for name, iterator in iterators.items()}
+            yield {name: next(iterator) for name, iterator in iterators.items()
+                   if takes_part(self.ratios[name], iteration)}
+            iteration += 1
 
 
 def _has_annotations(record: dict) -> bool:
@@ -155,6 +177,17 @@ def training_seed(cfg) -> int:
     return int(cfg.SEED) if cfg.SEED >= 0 else int(comm.shared_random_seed())
 
 
+def train_ratios(cfg) -> tuple[float, ...]:
+    """`DATASETS.TRAIN_RATIOS` checked (one per dataset, in (0, 1], at least one 1.0), or all 1.0 when empty."""
+    names, ratios = tuple(cfg.DATASETS.TRAIN), tuple(float(r) for r in cfg.DATASETS.TRAIN_RATIOS)
+    if not ratios:
+        return tuple(1.0 for _ in names)
+    if len(ratios) != len(names) or not all(0.0 < r <= 1.0 for r in ratios) or max(ratios) != 1.0:
+        raise ValueError(f"DATASETS.TRAIN_RATIOS {ratios} must have one value in (0, 1] per DATASETS.TRAIN entry "
+                         f"{names}, at least one of them 1.0 (so that every iteration has a batch)")
+    return ratios
+
+
 def build_joint_train_loader(cfg, start_iter: int = 0) -> JointLoader:
     """One loader per `DATASETS.TRAIN` entry, zipped (see the module docstring); `start_iter` resumes exactly."""
     names = tuple(cfg.DATASETS.TRAIN)
@@ -163,6 +196,7 @@ def build_joint_train_loader(cfg, start_iter: int = 0) -> JointLoader:
     if not names or not (len(names) == len(mappers) == len(sizes)):
         raise ValueError(f"DATASETS.TRAIN {names}, DATASETS.TRAIN_MAPPERS {mappers} and "
                          f"DATALOADER.TRAIN_IMS_PER_GPU {sizes} must be non-empty and of equal length")
+    ratios = dict(zip(names, train_ratios(cfg)))
     seed, rank, world_size = training_seed(cfg), comm.get_rank(), comm.get_world_size()
     loaders, batch_sizes = {}, {}
     for slot, (name, mapper_name, batch_size) in enumerate(zip(names, mappers, sizes)):
@@ -173,10 +207,10 @@ def build_joint_train_loader(cfg, start_iter: int = 0) -> JointLoader:
                                 dataset_name=name)
         stream = TrainIndexStream(len(records), seed=seed, slot=slot, rank=rank, world_size=world_size)
         dataset = MappedBatchStream(DatasetFromList(records, copy=False, serialize=True), mapper, stream,
-                                    batch_size=batch_size, start_batch=start_iter)
+                                    batch_size=batch_size, start_batch=batches_before(ratios[name], start_iter))
         loaders[name] = torchdata.DataLoader(dataset, batch_size=None, num_workers=cfg.DATALOADER.NUM_WORKERS,
                                              collate_fn=_no_collate, worker_init_fn=ignore_stop_signals)
         batch_sizes[name] = batch_size
-        logger.info("training dataset %r: %d images, mapper %r, %d images per GPU", name, len(records), mapper_name,
-                    batch_size)
-    return JointLoader(loaders, batch_sizes)
+        logger.info("training dataset %r: %d images, mapper %r, %d images per GPU in %g of the iterations", name,
+                    len(records), mapper_name, batch_size, ratios[name])
+    return JointLoader(loaders, batch_sizes, ratios, start_iter)

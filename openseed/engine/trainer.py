@@ -31,7 +31,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from openseed.data import build_joint_train_loader
 from openseed.data.registration.common import closest_registered_names
+from openseed.engine.adapter_file import load_adapter
 from openseed.engine.checkpointer import TrainingCheckpointer, load_backbone_weights, load_text_encoder_weights
+from openseed.engine.finetune import apply_finetune_config, count_parameters
 from openseed.engine.hooks import ParameterSyncCheck, PeriodicCheckpointer, PeriodicEvaluation
 from openseed.engine.optimizer import build_optimizer
 from openseed.engine.preemption import PreemptionCheckpointer
@@ -82,6 +84,9 @@ class OpenSeeDTrainer(TrainerBase):
         self.cfg = cfg
         self.device = torch.device(cfg.MODEL.DEVICE)
         self.model_without_ddp = self.build_model(cfg)
+        self.checkpointer = TrainingCheckpointer(self.model_without_ddp, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self._initial_weights_loaded = False
+        self._prepare_finetuning()
         optimizer = build_optimizer(cfg, self.model_without_ddp)
         model = wrap_for_distributed(self.model_without_ddp, self.device, cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS)
         clip = cfg.SOLVER.CLIP_GRADIENTS
@@ -97,7 +102,6 @@ class OpenSeeDTrainer(TrainerBase):
             clip_norm_type=clip.NORM_TYPE,
         )
         self.scheduler = build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = TrainingCheckpointer(self.model_without_ddp, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self._evaluate_function = evaluate_function
@@ -110,6 +114,19 @@ class OpenSeeDTrainer(TrainerBase):
         model = build_model(cfg)
         logger.info(f"Model with {sum(p.numel() for p in model.parameters()):,} parameters:\n{model}")
         return model
+
+    def _prepare_finetuning(self) -> None:
+        """Freeze what `SOLVER.FINETUNE.MODE` keeps fixed (openseed/engine/finetune.py), before the optimizer is
+        built. Adapters wrap the pre-trained layers, so with adapters the initial weights are loaded first."""
+        cfg = self.cfg
+        adapter_mode = cfg.SOLVER.FINETUNE.MODE == "adapter"
+        if adapter_mode or cfg.MODEL.ADAPTER_WEIGHTS:
+            self.load_initial_weights()
+            self._initial_weights_loaded = True
+        if adapter_mode and cfg.MODEL.ADAPTER_WEIGHTS:
+            logger.info(count_parameters(self.model_without_ddp, "adapter").describe())  # adapters were loaded
+            return
+        apply_finetune_config(cfg, self.model_without_ddp)
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int):
@@ -152,7 +169,7 @@ class OpenSeeDTrainer(TrainerBase):
             extra = self.checkpointer.load(self.checkpointer.get_checkpoint_file())
             self.start_iter = self.iter + 1
             self._rng_states = extra.get("rng_states")
-        else:
+        elif not self._initial_weights_loaded:
             self.load_initial_weights()
         self._trainer.reset_data_loader(lambda: self.build_train_loader(self.cfg, self.start_iter))
         self._trainer.start_data_iterator()
@@ -160,14 +177,18 @@ class OpenSeeDTrainer(TrainerBase):
             self._restore_rng_states(self._rng_states)
 
     def load_initial_weights(self) -> None:
-        """`MODEL.WEIGHTS` (whole model, strict), then `MODEL.BACKBONE.INIT_WEIGHTS` (ImageNet backbone) and
-        `MODEL.TEXT.INIT_WEIGHTS` (text encoder only)."""
+        """`MODEL.WEIGHTS` (whole model, strict), then `MODEL.BACKBONE.INIT_WEIGHTS` (ImageNet backbone),
+        `MODEL.TEXT.INIT_WEIGHTS` (text encoder only) and `MODEL.ADAPTER_WEIGHTS` (kept as trainable adapters in
+        "adapter" mode, else merged into the weights)."""
         if self.cfg.MODEL.WEIGHTS:
             self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
         if self.cfg.MODEL.BACKBONE.INIT_WEIGHTS:
             load_backbone_weights(self.model_without_ddp, self.cfg.MODEL.BACKBONE.INIT_WEIGHTS)
         if self.cfg.MODEL.TEXT.INIT_WEIGHTS:
             load_text_encoder_weights(self.model_without_ddp, self.cfg.MODEL.TEXT.INIT_WEIGHTS)
+        if self.cfg.MODEL.ADAPTER_WEIGHTS:
+            load_adapter(self.model_without_ddp, self.cfg.MODEL.ADAPTER_WEIGHTS,
+                         merge=self.cfg.SOLVER.FINETUNE.MODE != "adapter")
 
     def _restore_rng_states(self, rng_states: list) -> None:
         if len(rng_states) != comm.get_world_size():

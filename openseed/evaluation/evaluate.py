@@ -82,6 +82,8 @@ def evaluate(model, cfg, dataset_names: Iterable[str], output_dir: str, force: b
     main = comm.is_main_process()
     if main:
         weights = weights_fingerprint(cfg.MODEL.WEIGHTS, model)
+        if cfg.MODEL.ADAPTER_WEIGHTS:
+            weights["adapter"] = weights_fingerprint(cfg.MODEL.ADAPTER_WEIGHTS)
         fingerprints = {name: result_fingerprint(cfg, protocols[name], weights) for name in names}
     reusable = _main_process_decision(lambda: [] if force else [
         name for name in names if _stored_results(output_dir, name, fingerprints[name]) is not None])

@@ -7,7 +7,9 @@ comes from its registered metadata (133 COCO panoptic names, 365 Objects365 name
 training. Deep supervision and conditioned queries follow the config (both on for the paper model). `--checkpoint`
 switches activation checkpointing on for the backbone (`MODEL.SWIN.USE_CHECKPOINT`), the pixel-decoder encoder
 (`MODEL.ENCODER.ACTIVATION_CHECKPOINT`) and the text encoder (`MODEL.TEXT.ACTIVATION_CHECKPOINT`): same losses and
-gradients, less memory, more time (blocks are recomputed in backward).
+gradients, less memory, more time (blocks are recomputed in backward). `--finetune-mode` (repeatable, one row each)
+applies a fine-tuning mode of openseed/engine/finetune.py first: frozen parameters get no gradient and no optimizer
+state; the row reports the trainable parameters and the optimizer state's size.
 
 Every case runs in a fresh process from the same seeded initial weights and RNG state, so the reported loss of the
 first step is comparable across `--checkpoint` settings. Stages: text (class-name embeddings with gradients),
@@ -24,6 +26,7 @@ import torch
 from detectron2.data import MetadataCatalog
 from tabulate import tabulate
 
+from openseed.engine.finetune import FINETUNE_MODES, apply_finetune_mode
 from openseed.engine.optimizer import build_optimizer, clip_full_model_gradients
 from openseed.utils.amp import autocast_dtype
 from openseed.vocabulary import Vocabulary
@@ -78,10 +81,19 @@ def joint_batch(cfg, datasets, *, size: int, images: int, instances: int, seed: 
     return batch
 
 
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of every tensor in the optimizer's per-parameter state (AdamW: two moments per trainable parameter)."""
+    return sum(v.numel() * v.element_size() for state in optimizer.state.values() for v in state.values()
+               if isinstance(v, torch.Tensor))
+
+
 def train_case(*, config_file: str, opts: list[str], weights: str, seed: int, size: int, datasets: tuple[str, ...],
-               images: int, instances: int, checkpoint: tuple[str, ...], runs: int, warmup: int) -> dict:
+               images: int, instances: int, checkpoint: tuple[str, ...], runs: int, warmup: int,
+               finetune_mode: str = "full") -> dict:
     """One training-step case (run in a child process by `run_isolated`); see the module docstring."""
     cfg, model = build_benchmark_model(config_file, list(opts) + checkpoint_opts(checkpoint), weights, seed)
+    trainable = apply_finetune_mode(model, finetune_mode, rank=cfg.SOLVER.FINETUNE.ADAPTER_RANK,
+                                    alpha=cfg.SOLVER.FINETUNE.ADAPTER_ALPHA)
     model.train()
     optimizer = build_optimizer(cfg, model)
     datasets = resolve_datasets(cfg, datasets)
@@ -114,36 +126,45 @@ def train_case(*, config_file: str, opts: list[str], weights: str, seed: int, si
         measured = timed_runs(step, timer, runs=runs, warmup=warmup)
     measured.update(datasets=list(datasets), size=size, images=images, instances=instances,
                     checkpoint=list(checkpoint), first_loss=total_losses[0], losses=total_losses,
-                    precision=precision_name(amp_dtype))
+                    precision=precision_name(amp_dtype), finetune_mode=finetune_mode,
+                    trainable=trainable.trainable, total_params=trainable.total,
+                    optimizer_state_mb=optimizer_state_bytes(optimizer) / 2**20)
     return measured
 
 
 def run_train_benchmark(*, config_file: str = DEFAULT_CONFIG, opts=(), weights: str = "", seed: int = 0,
                         size: int = 512, datasets=(), images: int = 1, instances: int = 10, checkpoints=((),),
-                        runs: int = 5, warmup: int = 1, threads: int = 2, malloc: str = "tuned") -> list[dict]:
-    """One row per activation-checkpointing setting, each measured in a fresh process."""
+                        runs: int = 5, warmup: int = 1, threads: int = 2, malloc: str = "tuned",
+                        finetune_modes=("full",)) -> list[dict]:
+    """One row per (fine-tuning mode, activation-checkpointing setting), each measured in a fresh process."""
     rows = []
-    for checkpoint in checkpoints:
-        kwargs = dict(config_file=config_file, opts=list(opts), weights=weights, seed=seed, size=size,
-                      datasets=tuple(datasets), images=images, instances=instances, checkpoint=tuple(checkpoint),
-                      runs=runs, warmup=warmup)
-        row = run_isolated(train_case, kwargs, threads=threads, malloc=malloc)
-        row.setdefault("checkpoint", list(checkpoint))
-        rows.append(row)
+    for finetune_mode in finetune_modes:
+        for checkpoint in checkpoints:
+            kwargs = dict(config_file=config_file, opts=list(opts), weights=weights, seed=seed, size=size,
+                          datasets=tuple(datasets), images=images, instances=instances, checkpoint=tuple(checkpoint),
+                          runs=runs, warmup=warmup, finetune_mode=finetune_mode)
+            row = run_isolated(train_case, kwargs, threads=threads, malloc=malloc)
+            row.setdefault("checkpoint", list(checkpoint))
+            row.setdefault("finetune_mode", finetune_mode)
+            rows.append(row)
     return rows
 
 
 def format_train_rows(rows: list[dict]) -> str:
-    headers = ["datasets × images", "size", "checkpointing", "precision", "median s", "min–max s", "CPU s", "peak RSS GB",
+    headers = ["datasets × images", "size", "fine-tuning", "trainable", "optimizer state MB", "checkpointing",
+               "precision", "median s", "min–max s", "CPU s", "peak RSS GB",
                "threads / malloc", "load 1m", "first loss", "stages: median wall s", "stages: median CPU s"]
     table = []
     for r in rows:
         checkpointing = "+".join(r["checkpoint"]) or "off"
         if "error" in r:
-            table.append(["", "", checkpointing, "", r["error"], "", "", "", "", "", "", "", ""])
+            table.append(["", "", r["finetune_mode"], "", "", checkpointing, "", r["error"], "", "", "", "", "", "",
+                          "", ""])
             continue
         table.append([
-            f"{' + '.join(r['datasets'])} × {r['images']}", f"{r['size']}²", checkpointing, r["precision"],
+            f"{' + '.join(r['datasets'])} × {r['images']}", f"{r['size']}²", r["finetune_mode"],
+            f"{r['trainable']:,} / {r['total_params']:,}", f"{r['optimizer_state_mb']:.2f}", checkpointing,
+            r["precision"],
             f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
             f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", f"{r['threads']} / {r['malloc']}",
             f"{r['load_before']:.1f}→{r['load_after']:.1f}", f"{r['first_loss']:.6f}",
@@ -172,6 +193,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=_parse_checkpoint, action="append", default=None,
                         help="activation checkpointing, comma-separated parts of backbone,pixel_decoder,text or "
                              "'none'; repeatable (one row each); default none")
+    parser.add_argument("--finetune-mode", choices=FINETUNE_MODES, action="append", default=None,
+                        help="fine-tuning mode (SOLVER.FINETUNE.MODE; repeatable, one row each); default full")
     add_common_model_arguments(parser, runs=5, warmup=1)
     parser.set_defaults(func=run)
 
@@ -180,6 +203,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = run_train_benchmark(config_file=args.config_file, opts=model_opts(args), weights=args.weights,
                                seed=args.seed, size=args.size, datasets=tuple(args.datasets), images=args.images,
                                instances=args.instances, checkpoints=tuple(args.checkpoint or ((),)),
-                               runs=args.runs, warmup=args.warmup, threads=args.threads, malloc=args.malloc)
+                               runs=args.runs, warmup=args.warmup, threads=args.threads, malloc=args.malloc,
+                               finetune_modes=tuple(args.finetune_mode or ("full",)))
     print(format_train_rows(rows))
     return rows

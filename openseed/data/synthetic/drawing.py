@@ -78,6 +78,12 @@ def shape_polygon(shape: str, cx: float, cy: float, radius: float, angle: float)
     elif shape == "triangle":
         theta = -np.pi / 2 + np.arange(3) * 2 * np.pi / 3
         radii = np.full(3, radius)
+    elif shape == "hexagon":
+        theta = np.arange(6) * np.pi / 3
+        radii = np.full(6, radius)
+    elif shape == "diamond":  # a rhombus, taller than wide
+        theta = -np.pi / 2 + np.arange(4) * np.pi / 2
+        radii = np.where(np.arange(4) % 2 == 0, radius, radius * 0.6)
     elif shape == "star":
         theta = -np.pi / 2 + np.arange(10) * np.pi / 5
         radii = np.where(np.arange(10) % 2 == 0, radius, radius * STAR_INNER_RATIO)

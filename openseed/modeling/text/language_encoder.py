@@ -83,14 +83,16 @@ class LanguageEncoder(nn.Module):
                 f"got {class_name_normalisation!r}"
             )
         self.lang_encoder = lang_encoder
-        self.freeze_encoder = freeze_encoder
-        if freeze_encoder:
-            self.lang_encoder.requires_grad_(False)
-            self.lang_encoder.eval()
+        self.freeze_encoder = False
         self._frozen_features: dict[str, torch.Tensor] = {}
+        if freeze_encoder:
+            self.freeze_text_transformer()
         self.tokenizer = tokenizer
         self.lang_proj = nn.Parameter(torch.empty(lang_encoder.width, dim_proj))
         nn.init.trunc_normal_(self.lang_proj, std=0.02)
+        # `lang_proj` as an nn.Linear (weight = lang_projᵀ) while low-rank adapters train it; None otherwise
+        # (see openseed.engine.finetune.attach_projection_linear)
+        self.projection: nn.Linear | None = None
         self.logit_scale = nn.Parameter(torch.ones([]))
         self.train_mode, self.eval_mode = NORMALISATION_MODES[class_name_normalisation]
         self.det_train_mode = DETECTION_TRAIN_MODES[class_name_normalisation]
@@ -169,6 +171,19 @@ class LanguageEncoder(nn.Module):
         self._weights_digest = None
         self._frozen_features.clear()
 
+    def freeze_text_transformer(self) -> None:
+        """Keep `lang_encoder` fixed from now on: no gradients, always in eval mode, prompt features kept in memory."""
+        self.freeze_encoder = True
+        self.lang_encoder.requires_grad_(False)
+        self.lang_encoder.eval()
+        self._frozen_features.clear()
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder features N×width -> N×DIM_PROJ through `lang_proj` (or its adapted `projection` view)."""
+        if self.projection is not None:
+            return self.projection(features)
+        return features @ self.lang_proj
+
     def train(self, mode: bool = True):
         if mode:
             self.clear_cache()
@@ -213,7 +228,7 @@ class LanguageEncoder(nn.Module):
             device = self.lang_proj.device
             groups = torch.as_tensor(groups) if groups is not None else None
             features = self.lang_encoder(input_ids.to(device), attention_mask.to(device), groups=groups)
-        embeddings = features @ self.lang_proj
+        embeddings = self.project(features)
         return embeddings / (embeddings.norm(dim=-1, keepdim=True) + 1e-7)
 
     @torch.no_grad()
