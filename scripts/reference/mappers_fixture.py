@@ -14,11 +14,17 @@ the augmentation that called it); NumPy's global stream is seeded once with `--s
 (`CASES`): a flip with a crop that cuts objects, no flip with padding, segments/boxes that vanish after the crop, with
 and without a flip; draws (and, every 25 tries, the sample) are redrawn until the slot's case holds.
 
+Objects365 samples also hold degenerate boxes (`mappers_samples.DEGENERATE_KINDS`). With the same draws (NumPy's
+state restored before each run) the official mapper also runs on the sample without them ("clean") and on the clean
+sample plus each degenerate box alone, which records whether the official code kept that box.
+
 Writes `mapper_coco_panoptic_lsj.npz` and `mapper_objects365.npz` into `--out`: `meta` (JSON: settings, the
 regeneration command, per sample the dataset dict without paths, the draws `[augmentation, low, high, value]`, the
-case, the official output's keys), and per sample k: `s{k}_image_png`, `s{k}_pan_png` (panoptic; PNG bytes of the
-inputs), `s{k}_out_image_png`, `s{k}_out_classes`, `s{k}_out_boxes`, `s{k}_out_masks` (np.packbits over the flat
-N×S×S bool masks), `s{k}_out_padding_mask` (Objects365; packbits of S×S).
+case, the official output's keys; Objects365: `degenerate`, per degenerate box `{index, kind, official_kept}`, and
+`clean_num_instances`), and per sample k: `s{k}_image_png`, `s{k}_pan_png` (panoptic; PNG bytes of the inputs),
+`s{k}_out_image_png`, `s{k}_out_classes`, `s{k}_out_boxes`, `s{k}_out_masks` (np.packbits over the flat N×S×S bool
+masks), `s{k}_out_padding_mask` (Objects365; packbits of S×S), `s{k}_clean_out_classes`, `s{k}_clean_out_boxes`
+(Objects365: the official output on the clean sample).
 """
 
 from __future__ import annotations
@@ -125,7 +131,7 @@ def dataset_dict(mapper_name: str, sample: dict, work: str, image_id: int) -> di
 
 
 def run_mapper(mapper_name: str, mapper, record: dict) -> tuple[dict, list, bool]:
-    """(official output, recorded draws, whether an annotated segment/box vanished)."""
+    """(official output, recorded draws, whether an annotated segment/box vanished); `record` is a clean sample."""
     draws: list = []
     with recording_draws(draws):
         out = mapper(json.loads(json.dumps(record)))
@@ -135,6 +141,30 @@ def run_mapper(mapper_name: str, mapper, record: dict) -> tuple[dict, list, bool
     else:
         vanished = len(instances) < sum(1 for a in record["annotations"] if not a["iscrowd"])
     return out, draws, vanished
+
+
+def with_annotations(record: dict, sample: dict, keep_degenerate: set[int]) -> dict:
+    """`record` with its degenerate annotations removed except those at indices `keep_degenerate`."""
+    degenerate = {index for index, _ in sample.get("degenerate", [])} - keep_degenerate
+    if "annotations" not in record:
+        return record
+    return dict(record, annotations=[a for i, a in enumerate(record["annotations"]) if i not in degenerate])
+
+
+def replay_with_degenerate(mapper_name: str, mapper, record: dict, sample: dict, state: tuple,
+                           clean_draws: list) -> tuple[dict, list]:
+    """The official output on the full sample, and per degenerate box whether the official code kept it (the clean
+    sample plus that box alone gives one more instance); each run from NumPy state `state`, as the clean run."""
+    def replay(keep: set[int]) -> dict:
+        np.random.set_state(state)
+        out, draws, _ = run_mapper(mapper_name, mapper, with_annotations(record, sample, keep))
+        assert draws == clean_draws, "the official draws depend on the annotations"
+        return out
+
+    clean_count = len(replay(set())["instances"])
+    verdicts = [{"index": index, "kind": kind, "official_kept": len(replay({index})["instances"]) > clean_count}
+                for index, kind in sample.get("degenerate", [])]
+    return replay({index for index, _ in sample.get("degenerate", [])}), verdicts
 
 
 def record_outputs(arrays: dict, k: int, out: dict) -> dict:
@@ -166,11 +196,14 @@ def make_fixture(mapper_name: str, args: argparse.Namespace, code_dir: str, comm
                 if attempt % TRIES_PER_SAMPLE == 0:
                     sample = make_sample(np.random.default_rng([args.seed, k, attempt]), args.size)
                     record = dataset_dict(mapper_name, sample, work, image_id=k)
-                out, draws, vanished = run_mapper(mapper_name, mapper, record)
+                state = np.random.get_state()
+                clean_out, draws, vanished = run_mapper(mapper_name, mapper, with_annotations(record, sample, set()))
                 if case_holds(case, draws, sample["image"].shape[:2], args.size, vanished):
                     break
             else:
                 raise SystemExit(f"{mapper_name}: no draw gave case {case!r} for sample {k} in {MAX_TRIES} tries")
+            out, verdicts = replay_with_degenerate(mapper_name, mapper, record, sample, state, draws)
+            assert (out["image"] == clean_out["image"]).all()
             arrays[f"s{k}_image_png"] = png_bytes(sample["image"])
             if "pan" in sample:
                 arrays[f"s{k}_pan_png"] = png_bytes(sample["pan"])
@@ -178,6 +211,10 @@ def make_fixture(mapper_name: str, args: argparse.Namespace, code_dir: str, comm
             inputs = {key: value for key, value in record.items() if not key.endswith("file_name")}
             samples.append({"case": case, "vanished": vanished, "dataset_dict": inputs, "draws": draws,
                             "official_output": summary})
+            if "degenerate" in sample:
+                arrays[f"s{k}_clean_out_classes"] = clean_out["instances"].gt_classes.numpy()
+                arrays[f"s{k}_clean_out_boxes"] = clean_out["instances"].gt_boxes.tensor.numpy()
+                samples[-1].update(degenerate=verdicts, clean_num_instances=len(clean_out["instances"]))
     meta = {
         "mapper": mapper_name, "official": "::".join(OFFICIAL_FILES[mapper_name]), "official_commit": commit,
         "seed": args.seed, "size": args.size, "input": official_input(args.size), "samples": samples,

@@ -4,7 +4,10 @@ COCO-panoptic sample: an H×W RGB image (H, W drawn in [0.6, 1.6]·size) of 2–
 (rectangles and ellipses, later ones occluding earlier ones) plus two small things in the right-hand corners (so
 that crops and flips cut them or remove them), one thing marked crowd; segment ids are random 24-bit values (all three
 RGB bytes used); every listed segment keeps at least one pixel. Objects365 sample: an image with 4–8 boxes (XYWH with
-fractional coordinates), two small ones in the right-hand corners, one crowd; contiguous class ids in [0, 365).
+fractional coordinates), two small ones in the right-hand corners, one reaching past the right or bottom edge, one
+crowd, and one degenerate box of each kind of `DEGENERATE_KINDS` (zero width, zero height, negative width, NaN,
+entirely outside the image to the right / below / above) at random places in the list; contiguous class ids in
+[0, 365).
 Textures are smooth (gradients and sines), so the PNGs stay small and bilinear resizing has real work to do.
 """
 
@@ -14,6 +17,8 @@ import numpy as np
 
 NUM_THINGS, NUM_STUFF, NUM_O365 = 10, 5, 365
 PAD_ID = 255 + 256 * 255 + 65536 * 255  # rgb2id of the segmentation pad value (255, 255, 255)
+DEGENERATE_KINDS = ("zero_width", "zero_height", "negative_width", "not_finite", "outside_right", "outside_below",
+                    "outside_above")
 
 
 def image_size(rng: np.random.Generator, size: int) -> tuple[int, int]:
@@ -89,11 +94,33 @@ def panoptic_sample(rng: np.random.Generator, size: int) -> dict:
     return {"image": image.round().astype(np.uint8), "pan": pan, "segments_info": segments_info}
 
 
+def degenerate_box(rng: np.random.Generator, h: int, w: int, kind: str) -> list[float]:
+    """An XYWH box of `kind` (`DEGENERATE_KINDS`); its finite sides are 10–30 % of the image."""
+    bw, bh = round(rng.uniform(0.1, 0.3) * w, 2), round(rng.uniform(0.1, 0.3) * h, 2)
+    x, y = round(rng.uniform(bw, w - bw), 2), round(rng.uniform(0, h - bh), 2)
+    return {
+        "zero_width": [x, y, 0.0, bh],
+        "zero_height": [x, y, bw, 0.0],
+        "negative_width": [x, y, -bw, bh],
+        "not_finite": [x, float("nan"), bw, bh],
+        "outside_right": [w + 1.5, y, bw, bh],
+        "outside_below": [x, h + 0.5, bw, bh],
+        "outside_above": [x, -bh - 2.0, bw, bh],
+    }[kind]
+
+
 def objects365_sample(rng: np.random.Generator, size: int) -> dict:
-    """{"image": uint8 H×W×3, "annotations": [{"bbox" XYWH, "bbox_mode" 1 (XYWH_ABS), "category_id", "iscrowd"}]}."""
+    """{"image": uint8 H×W×3, "annotations": [{"bbox" XYWH, "bbox_mode" 1 (XYWH_ABS), "category_id", "iscrowd"}],
+    "degenerate": [[index into annotations, kind], ...]}."""
     h, w = image_size(rng, size)
     image = textured(rng, h, w)
     boxes = [random_box(rng, h, w, 0.08, 0.5) for _ in range(int(rng.integers(4, 9)))] + corner_boxes(rng, h, w)
+    past_edge = random_box(rng, h, w, 0.1, 0.3)
+    axis = int(rng.integers(2))
+    shift = 0.5 * (past_edge[axis + 2] - past_edge[axis]) + (w, h)[axis] - past_edge[axis + 2]
+    past_edge[axis] += shift
+    past_edge[axis + 2] += shift
+    boxes.append(past_edge)
     crowd = int(rng.integers(len(boxes)))
     annotations = []
     for k, (x0, y0, x1, y1) in enumerate(boxes):
@@ -101,6 +128,12 @@ def objects365_sample(rng: np.random.Generator, size: int) -> dict:
         inside[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = True
         image[inside] = textured(rng, h, w)[inside]
         x0, y0 = round(x0, 2), round(y0, 2)
-        annotations.append({"bbox": [x0, y0, round(min(x1, w) - x0, 2), round(min(y1, h) - y0, 2)],
+        right, bottom = (x1, y1) if k == len(boxes) - 1 else (min(x1, w), min(y1, h))
+        annotations.append({"bbox": [x0, y0, round(right - x0, 2), round(bottom - y0, 2)],
                             "bbox_mode": 1, "category_id": int(rng.integers(NUM_O365)), "iscrowd": int(k == crowd)})
-    return {"image": image.round().astype(np.uint8), "annotations": annotations}
+    kinds = [None] * len(annotations) + list(DEGENERATE_KINDS)
+    annotations += [{"bbox": degenerate_box(rng, h, w, kind), "bbox_mode": 1,
+                     "category_id": int(rng.integers(NUM_O365)), "iscrowd": 0} for kind in DEGENERATE_KINDS]
+    order = rng.permutation(len(annotations))
+    return {"image": image.round().astype(np.uint8), "annotations": [annotations[i] for i in order],
+            "degenerate": [[k, kinds[i]] for k, i in enumerate(order) if kinds[i] is not None]}

@@ -1,4 +1,5 @@
-"""Bad samples: training skips them (logged, counted, replaced), evaluation raises naming the file."""
+"""Bad samples: training skips them (logged, counted, replaced), evaluation raises naming the file; bad boxes of a
+box-only sample drop that annotation only (logged, counted per reason)."""
 
 import logging
 
@@ -12,12 +13,14 @@ from openseed.config import get_cfg
 from openseed.data.joint_loader import build_joint_train_loader
 from openseed.data.mappers import (
     BadSampleError,
+    COCOInstanceLSJMapper,
     COCOPanopticLSJMapper,
     Objects365LSJMapper,
     SkipBadSamples,
     TestMapper,
     build_lsj_augmentation,
 )
+from openseed.data.mappers.robust import BOX_EMPTY, BOX_NOT_FINITE, BOX_OUTSIDE
 
 H, W = 32, 48
 
@@ -100,14 +103,54 @@ def test_image_size_differs_from_annotation(good):
         TestMapper(min_size=32, max_size=64, image_format="RGB")(dict(good, height=31))
 
 
-@pytest.mark.parametrize("bbox,problem", [
-    ([60, 8, 10, 10], "outside"), ([8, -30, 10, 10], "outside"), ([8, 8, 0, 10], "zero or negative area"),
-    ([8, 8, 10, -1], "zero or negative area"), ([8, float("nan"), 10, 10], "not finite"),
+@pytest.mark.parametrize("bbox,reason", [
+    ([60, 8, 10, 10], BOX_OUTSIDE), ([8, -30, 10, 10], BOX_OUTSIDE), ([8, 8, 0, 10], BOX_EMPTY),
+    ([8, 8, 10, -1], BOX_EMPTY), ([8, float("nan"), 10, 10], BOX_NOT_FINITE),
+    ([8, 8, float("inf"), 10], BOX_NOT_FINITE),
 ])
-def test_bad_boxes(good, bbox, problem):
-    sample = dict(good, annotations=[dict(good["annotations"][0], bbox=bbox)])
-    with pytest.raises(BadSampleError, match=f"img.jpg: box .*{problem}"):
-        boxes_mapper()(sample)
+def test_bad_box_is_dropped_counted_and_logged_and_the_image_kept(good, bbox, reason, caplog):
+    """One degenerate box drops that annotation only (as the official Objects365 mapper drops it after the crop);
+    the good box of the same image survives, and the drop is counted per reason and logged with the file."""
+    bad = dict(good["annotations"][0], bbox=bbox, category_id=1)
+    sample = dict(good, annotations=[bad, good["annotations"][0], bad])
+    mapper = boxes_mapper()
+    with caplog.at_level(logging.WARNING, logger="openseed.data.mappers.robust"):
+        instances = mapper(sample)["instances"]
+    assert instances.gt_classes.tolist() == [0]
+    assert mapper.dropped.counts == {reason: 2}
+    assert f"2 {reason} so far" in caplog.text and "img.jpg: box" in caplog.text
+    assert caplog.text.count("dropping an annotation, keeping the image") == 2
+
+
+def test_dropped_boxes_counted_per_reason_across_samples(good):
+    annotations = [dict(good["annotations"][0], bbox=bbox) for bbox in ([8, 8, 0, 10], [60, 8, 10, 10])]
+    mapper = boxes_mapper()
+    for _ in range(3):
+        assert len(mapper(dict(good, annotations=annotations))["instances"]) == 0
+    assert mapper.dropped.counts == {BOX_EMPTY: 3, BOX_OUTSIDE: 3}
+
+
+def test_box_partly_outside_is_clipped_not_dropped(good):
+    """A box reaching past the image edge is kept and clipped to the canvas (transform, then clip)."""
+    augmentation = build_lsj_augmentation(image_size=48, min_scale=1.0, max_scale=1.0, random_flip="none")
+    mapper = Objects365LSJMapper(augmentations=augmentation, image_format="RGB", filter_empty_after_crop=True,
+                                 num_classes=2)
+    past_edge = dict(good["annotations"][0], bbox=[40, 20, 30, 30])
+    instances = mapper(dict(good, annotations=[past_edge]))["instances"]
+    np.testing.assert_allclose(instances.gt_boxes.tensor.numpy(), [[40, 20, 48, 48]])
+    assert not mapper.dropped.counts
+
+
+def test_instance_mapper_ignores_the_annotation_bbox(good):
+    """The COCO-instance LSJ mapper takes boxes from the masks (as the official mapper), so a degenerate `bbox`
+    neither drops the annotation nor the image."""
+    mapper = COCOInstanceLSJMapper(augmentations=augs(), image_format="RGB", filter_empty_after_crop=True,
+                                   num_classes=2)
+    polygon = [[8.0, 8.0, 24.0, 8.0, 24.0, 24.0, 8.0, 24.0]]
+    annotation = dict(good["annotations"][0], bbox=[8, 8, 0, float("nan")], segmentation=polygon)
+    instances = mapper(dict(good, annotations=[annotation]))["instances"]
+    assert instances.gt_classes.tolist() == [0] and instances.gt_masks.any()
+    assert not mapper.dropped.counts
 
 
 def test_unknown_category_ids(good):

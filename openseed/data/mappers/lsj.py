@@ -19,12 +19,12 @@ from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
-from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.structures import Boxes, Instances
 from panopticapi.utils import rgb2id
 
 from ...vocabulary import Vocabulary
 from .draws import NUMPY_GLOBAL_DRAWS, DrawSource, LSJFixedSizeCrop, LSJRandomFlip, LSJResizeScale
-from .robust import BadSampleError, check_box_xyxy, check_category, check_image_size, read_image_checked
+from .robust import BadInputCounter, BadSampleError, check_category, check_image_size, read_image_checked
 
 SEG_PAD_VALUE = 255
 
@@ -145,15 +145,17 @@ def valid_segments(dataset_dict: dict, pan_ids: np.ndarray, num_classes: int | N
 
 
 class LSJMapperBase:
-    """Shared constructor of the LSJ training mappers."""
+    """Shared constructor of the LSJ training mappers; `dropped` counts and logs the annotations a mapper drops
+    while keeping the image (`robust.py`)."""
 
     @configurable
     def __init__(self, *, augmentations: list, image_format: str, filter_empty_after_crop: bool,
-                 num_classes: int | None = None):
+                 num_classes: int | None = None, dataset_name: str = ""):
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.filter_empty_after_crop = filter_empty_after_crop
         self.num_classes = num_classes
+        self.dropped = BadInputCounter(dataset_name)
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True, dataset_name: str | None = None,
@@ -166,6 +168,7 @@ class LSJMapperBase:
             "image_format": cfg.INPUT.FORMAT,
             "filter_empty_after_crop": cfg.INPUT.FILTER_EMPTY_AFTER_CROP,
             "num_classes": dataset_num_classes(dataset_name),
+            "dataset_name": dataset_name or "",
         }
 
 
@@ -206,7 +209,10 @@ def annotation_mask(ann: dict, transforms: T.TransformList, image_hw: tuple, fil
 
 class COCOInstanceLSJMapper(LSJMapperBase):
     """COCO instances (polygons or RLE) → LSJ training sample (`coco_instance_lsj`); masks rasterised after the
-    transform, boxes = tight boxes of the masks, crowd dropped, empty-after-crop handled as the panoptic mapper."""
+    transform, boxes = tight boxes of the masks, crowd dropped, empty-after-crop handled as the panoptic mapper.
+
+    The annotations' own `bbox` is not read (the official `COCOInstanceNewBaselineDatasetMapper` also replaces it by
+    the mask's box), so a degenerate `bbox` neither drops the annotation nor the image."""
 
     def __call__(self, dataset_dict: dict) -> dict:
         image = load_image_for_training(dataset_dict, self.image_format)
@@ -214,7 +220,6 @@ class COCOInstanceLSJMapper(LSJMapperBase):
         annotations = [a for a in dataset_dict.get("annotations", []) if not a.get("iscrowd", 0)]
         for ann in annotations:
             check_category(file_name, ann["category_id"], self.num_classes)
-            check_box_xyxy(file_name, BoxMode.convert(ann["bbox"], ann["bbox_mode"], BoxMode.XYXY_ABS), image_hw)
             if not ann.get("segmentation"):
                 raise BadSampleError(f"{file_name}: annotation without a segmentation in a mask dataset")
         aug_input = T.AugInput(image)

@@ -1,16 +1,22 @@
 """Bad-sample handling shared by every mapper.
 
 Mappers raise `BadSampleError` (message: the file and the problem) for a sample they cannot use: a missing or
-unreadable image, an image whose size differs from its annotation, a panoptic PNG of another size, a box that is
-zero-area / not finite / outside the image, an unknown category id, a segment id absent from its PNG.
-`SkipBadSamples` wraps a mapper: in training it logs a warning with a running count and returns None (the caller
-then draws another sample); in evaluation (`is_train=False`) the error propagates.
+unreadable image, an image whose size differs from its annotation, a panoptic PNG of another size, an unknown
+category id, a segment id absent from its PNG. `SkipBadSamples` wraps a mapper: in training it logs a warning with a
+running count and returns None (the caller then draws another sample); in evaluation (`is_train=False`) the error
+propagates.
+
+A box-only annotation whose box is not finite, of zero or negative width/height, or entirely outside the image
+(`box_problem`) is not worth the whole image: the Objects365 mapper drops that annotation and keeps the image, counting
+and logging the drop per reason (`BadInputCounter`), as the official mapper drops such boxes after the crop
+(docs/fidelity_mappers.md, difference 5).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -69,30 +75,63 @@ def check_category(file_name: str, category_id, num_classes: int | None) -> int:
     return int(category_id)
 
 
-def check_box_xyxy(file_name: str, box: Sequence[float], image_hw: tuple[int, int]) -> None:
-    """A finite box of positive width and height overlapping the image (H, W)."""
+BOX_NOT_FINITE = "boxes dropped as not finite"
+BOX_EMPTY = "boxes dropped as empty (zero or negative width or height)"
+BOX_OUTSIDE = "boxes dropped as outside the image"
+
+
+def box_problem(box: Sequence[float], image_hw: tuple[int, int]) -> str | None:
+    """Why the XYXY box cannot be used on an image of size (H, W) (`BOX_NOT_FINITE`, `BOX_EMPTY`, `BOX_OUTSIDE`),
+    or None for a finite box of positive width and height overlapping the image."""
     x0, y0, x1, y1 = (float(v) for v in box)
     h, w = image_hw
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-        raise BadSampleError(f"{file_name}: box {list(box)} is not finite")
+        return BOX_NOT_FINITE
     if x1 <= x0 or y1 <= y0:
-        raise BadSampleError(f"{file_name}: box {list(box)} (XYXY) has zero or negative area")
+        return BOX_EMPTY
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-        raise BadSampleError(f"{file_name}: box {list(box)} (XYXY) lies outside the {w}×{h} image")
+        return BOX_OUTSIDE
+    return None
+
+
+class BadInputCounter:
+    """Running counts of bad input per reason (a plural noun phrase: "skipped", "boxes dropped as …"), each
+    occurrence logged as a warning with its count.
+
+    Counts are per process (each data-loader worker counts its own, as it holds its own copy of the mapper).
+    """
+
+    def __init__(self, dataset_name: str = ""):
+        self.dataset_name = dataset_name
+        self.counts: Counter[str] = Counter()
+
+    def count(self, reason: str, action: str, message: str) -> int:
+        """Counts one `reason` and logs `dataset '<name>': <action> (<n> <reason> so far in this process): <message>`;
+        returns the running count."""
+        self.counts[reason] += 1
+        logger.warning("dataset %r: %s (%d %s so far in this process): %s", self.dataset_name, action,
+                       self.counts[reason], reason, message)
+        return self.counts[reason]
 
 
 class SkipBadSamples:
     """Calls `mapper`; in training a `BadSampleError` is logged, counted and turned into None.
 
     Attributes:
-        num_skipped: samples skipped so far by this wrapper (per process: each data-loader worker counts its own).
+        skipped: `BadInputCounter` of the samples skipped so far by this wrapper (one reason, `SKIPPED`).
+        num_skipped: its count.
     """
+
+    SKIPPED = "skipped"
 
     def __init__(self, mapper: Callable[[dict], dict], *, is_train: bool, dataset_name: str = ""):
         self.mapper = mapper
         self.is_train = is_train
-        self.dataset_name = dataset_name
-        self.num_skipped = 0
+        self.skipped = BadInputCounter(dataset_name)
+
+    @property
+    def num_skipped(self) -> int:
+        return self.skipped.counts[self.SKIPPED]
 
     def __call__(self, dataset_dict: dict) -> dict | None:
         try:
@@ -100,7 +139,5 @@ class SkipBadSamples:
         except BadSampleError as error:
             if not self.is_train:
                 raise
-            self.num_skipped += 1
-            logger.warning("dataset %r: skipping bad sample (%d skipped so far in this process): %s",
-                           self.dataset_name, self.num_skipped, error)
+            self.skipped.count(self.SKIPPED, "skipping bad sample", str(error))
             return None
