@@ -5,6 +5,8 @@ The tiny-config case always runs; the parity-fixture case (decoupled Swin-T with
 needs the reference data.
 """
 
+import os
+
 import pytest
 import torch
 from detectron2.modeling import build_model
@@ -101,6 +103,9 @@ def test_not_an_openseed_export_is_named(tmp_path):
         OnnxRuntimeModel(tmp_path / "missing.onnx")
 
 
+@pytest.mark.skipif(os.environ.get("OPENSEED_ONNX_SWIN") != "1",
+                    reason="exports the full Swin-T (over 10 minutes on 2 CPU cores) only to show a known failure; "
+                           "set OPENSEED_ONNX_SWIN=1 to run it")
 @pytest.mark.xfail(strict=True, raises=Exception,
                    reason="Swin-T graph keeps the window count of its traced size: ONNX Runtime fails at another "
                           "size (Reshape of the shifted-window mask); see README, ONNX Runtime")
