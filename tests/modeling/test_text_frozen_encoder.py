@@ -75,6 +75,6 @@ def test_kept_features_do_not_depend_on_the_prompts_new_in_the_same_step():
 def test_every_trainable_parameter_of_a_trained_hf_encoder_gets_a_gradient():
     """Multi-process (DDP) training fails on trainable parameters without gradients (MiniLM's unused pooler)."""
     encoder = _encoder(freeze=False).train()
-    encoder.embed_vocabulary(VOCAB, train=True, generator=torch.Generator().manual_seed(0)).sum().backward()
+    encoder.embed_vocabulary(VOCAB, train=True, draws=TrainingDraws(torch.Generator().manual_seed(0))).sum().backward()
     without_gradient = [name for name, p in encoder.lang_encoder.named_parameters() if p.requires_grad and p.grad is None]
     assert without_gradient == []

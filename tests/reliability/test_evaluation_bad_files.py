@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 
 import pytest
 from detectron2.data import MetadataCatalog
@@ -74,7 +75,7 @@ def test_truncated_annotation_file_is_named(datasets, tmp_path, set_name, key):
     content = open(path).read()
     with open(path, "w") as handle:
         handle.write(content[: len(content) // 2])
-    with pytest.raises(ValueError, match=rf"annotation file\(s\) \['{path}'\] are corrupt or truncated"):
+    with pytest.raises(ValueError, match=rf"dataset '{name}': annotation file {re.escape(path)} is corrupt or truncated"):
         _evaluate(name, tmp_path / "out")
 
 
