@@ -135,16 +135,23 @@ def test_objects365_equals_official_on_the_clean_sample(k, tmp_path, caplog):
 
 
 @pytest.mark.parametrize("k", sample_params(OBJECTS365))
-def test_objects365_official_drops_or_keeps_degenerate_boxes_as_documented(k):
-    """Official: zero-area, NaN and above-the-image boxes are always dropped (clipped/filtered after the crop), a
-    negative-width box is kept as its mirror image, a box right of / below the image is kept when it lands in the
-    canvas padding; the full official output is the clean one plus the kept boxes."""
-    sample = OBJECTS365[0]["samples"][k]
+def test_objects365_official_drops_or_keeps_degenerate_boxes_as_documented(k, tmp_path):
+    """Official: zero-area, NaN and above-the-image boxes are always dropped (clipped/filtered after the crop); a
+    negative-width box is treated as its mirror image (kept exactly when that box, mapped alone, survives the crop);
+    a box right of / below the image is kept when it lands in the canvas padding; the full official output is the
+    clean one plus the kept boxes."""
+    meta, arrays = OBJECTS365
+    sample = meta["samples"][k]
     kept = {verdict["kind"]: verdict["official_kept"] for verdict in sample["degenerate"]}
     assert sorted(kept) == sorted(DEGENERATE_KINDS)
     assert not any(kept[kind] for kind in ("zero_width", "zero_height", "not_finite", "outside_above"))
-    assert kept["negative_width"]
     assert sample["official_output"]["num_instances"] == sample["clean_num_instances"] + sum(kept.values())
+    negative = next(v["index"] for v in sample["degenerate"] if v["kind"] == "negative_width")
+    annotation = sample["dataset_dict"]["annotations"][negative]
+    x, y, width, height = annotation["bbox"]
+    mirrored = dict(annotation, bbox=[x + width, y, -width, height])
+    record = dict(dataset_dict(tmp_path, arrays, k, sample), annotations=[mirrored])
+    assert len(run_ours(Objects365LSJMapper, meta, sample, record)["instances"]) == int(kept["negative_width"])
 
 
 def test_objects365_fixture_has_official_boxes_kept_in_the_padding():
