@@ -1,11 +1,11 @@
 """Benchmarks: `python tools/benchmark.py <subcommand> [options]`.
 
 Subcommands (each module provides `add_arguments(parser)`, which sets `func`):
-    eval    eval forward of one image, per stage, peak RSS (`openseed.utils.benchmark_eval`)
-    text    vocabulary text embeddings, eval ensemble or train step (`openseed.utils.benchmark_text`)
-    train   one joint training step, per stage, peak RSS (`openseed.utils.benchmark_train`)
-    data    training-mapper throughput on CPU (`openseed.utils.benchmark_data`)
-    peak    measured float32 / bfloat16 matmul GFLOP/s of the machine (`openseed.utils.benchmark_peak`)
+    eval    eval forward of one image, per stage, peak RSS (`openseed.benchmarks.eval`)
+    text    vocabulary text embeddings, eval ensemble or train step (`openseed.benchmarks.text`)
+    train   one joint training step, per stage, peak RSS (`openseed.benchmarks.train`)
+    data    training-mapper throughput on CPU (`openseed.benchmarks.data`)
+    peak    measured float32 / bfloat16 matmul GFLOP/s of the machine (`openseed.benchmarks.peak`)
 
 Model benchmarks run each case in a fresh process and report the median of `--runs` timed runs after `--warmup`
 untimed ones, CPU seconds, peak RSS, torch threads and the load average of the machine. `--json FILE` (before the
@@ -18,7 +18,11 @@ import argparse
 import json
 from pathlib import Path
 
-from openseed.utils import benchmark_data, benchmark_eval, benchmark_peak, benchmark_text, benchmark_train
+from openseed.benchmarks import data as benchmark_data
+from openseed.benchmarks import eval as benchmark_eval
+from openseed.benchmarks import peak as benchmark_peak
+from openseed.benchmarks import text as benchmark_text
+from openseed.benchmarks import train as benchmark_train
 
 SUBCOMMANDS = {
     "eval": (benchmark_eval, "eval forward of one image: time per stage and peak RSS"),

@@ -23,8 +23,8 @@ import time
 import torch
 from detectron2.utils.logger import setup_logger
 
+from openseed.benchmarks.inputs import benchmark_vocabulary, build_benchmark_model, synthetic_image
 from openseed.export import compare_with_pytorch, export_onnx
-from openseed.utils.benchmark_inputs import benchmark_vocabulary, build_benchmark_model, synthetic_image
 from openseed.utils.malloc import tune_malloc
 from openseed.vocabulary import Vocabulary
 

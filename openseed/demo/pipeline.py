@@ -1,8 +1,8 @@
-"""The steps of `make demo` (tools/run_demo.py): data, training, evaluation, metrics, pictures.
+"""`make demo` (tools/run_demo.py): data, training, evaluation, metrics, pictures (`run_demo`, and its steps).
 
-Training and evaluation run the project's own command-line tools (tools/train_net.py, tools/eval_zeroshot.py) in
-child processes, with their console output (progress line with iteration, losses and ETA; evaluation progress bars)
-passed straight through. Files under the demo output folder:
+Training and evaluation run the project's own command lines (`openseed.commands.train_net`,
+`openseed.commands.eval_zeroshot`, as `python -m`) in child processes, with their console output (progress line with
+iteration, losses and ETA; evaluation progress bars) passed straight through. Files under the demo output folder:
 
     train/                     the training run (config.yaml, log.txt, Detectron2's metrics.json lines, checkpoints)
     eval/<dataset>/            the evaluation results per dataset (results.json and the evaluators' dumps)
@@ -25,9 +25,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from openseed.checkpoint.io import atomic_write
+import torch
 
-from .metrics import EVAL_DATASETS
+from openseed.checkpoint.io import atomic_write
+from openseed.data.paths import datasets_root
+from openseed.data.registration.synthetic import register_synthetic_datasets
+from openseed.data.synthetic import ensure_synthetic_datasets
+from openseed.predictor import Predictor
+from openseed.visualization import plot_loss_curve
+
+from . import gallery
+from .metrics import EVAL_DATASETS, collect_metrics, summary_table
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +91,14 @@ def run_tool(command: list[str], step: str, env: dict[str, str]) -> float:
     return seconds
 
 
-def train(tools_dir: Path, config_file: str, paths: DemoPaths, opts: list[str], env: dict[str, str]) -> float:
-    """tools/train_net.py into `paths.train_dir` (a fresh run); copies the final weights to `paths.weights`.
+def train(config_file: str, paths: DemoPaths, opts: list[str], env: dict[str, str]) -> float:
+    """`openseed.commands.train_net` into `paths.train_dir` (a fresh run); copies the final weights to `paths.weights`.
 
     Returns the wall time of the training process (model building, data loading and the training loop).
     """
     if paths.train_dir.exists():
         shutil.rmtree(paths.train_dir)
-    command = [sys.executable, str(tools_dir / "train_net.py"), "--config-file", config_file, *opts,
+    command = [sys.executable, "-m", "openseed.commands.train_net", "--config-file", config_file, *opts,
                "OUTPUT_DIR", str(paths.train_dir)]
     seconds = run_tool(command, "training", env)
     final = paths.train_dir / "model_final.pth"
@@ -100,9 +108,10 @@ def train(tools_dir: Path, config_file: str, paths: DemoPaths, opts: list[str], 
     return seconds
 
 
-def evaluate(tools_dir: Path, config_file: str, paths: DemoPaths, opts: list[str], env: dict[str, str]) -> float:
-    """tools/eval_zeroshot.py on the demo's evaluation sets (`metrics.EVAL_DATASETS`) into `paths.eval_dir`."""
-    command = [sys.executable, str(tools_dir / "eval_zeroshot.py"), "--config-file", config_file,
+def evaluate(config_file: str, paths: DemoPaths, opts: list[str], env: dict[str, str]) -> float:
+    """`openseed.commands.eval_zeroshot` on the demo's evaluation sets (`metrics.EVAL_DATASETS`) into
+    `paths.eval_dir`."""
+    command = [sys.executable, "-m", "openseed.commands.eval_zeroshot", "--config-file", config_file,
                "--weights", str(paths.weights), "--datasets", *EVAL_DATASETS, "--output", str(paths.eval_dir),
                "--force", "--paper-model", "none", *opts]
     return run_tool(command, "evaluation", env)
@@ -127,3 +136,59 @@ def child_environment(datasets_root: str, num_threads: int) -> dict[str, str]:
                OMP_NUM_THREADS=str(num_threads), MKL_NUM_THREADS=str(num_threads))
     env.setdefault("WANDB_MODE", "offline")
     return env
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What `run_demo` does: `config_file`, the `output` folder, the datasets folder (`None`: `$DETECTRON2_DATASETS`
+    or ./datasets; the synthetic sets live in its `synthetic/`), the synthetic generation (`seed`, images per
+    training / evaluation set), val images drawn per picture kind, intra-op CPU threads of training and evaluation,
+    and `KEY VALUE` config overrides applied to training, evaluation and the pictures alike."""
+
+    config_file: str
+    output: str
+    datasets_root: str | None = None
+    seed: int = 0
+    num_train: int = 300
+    num_val: int = 50
+    num_pictures: int = 4
+    num_threads: int = 1
+    opts: tuple[str, ...] = ()
+
+
+def run_demo(settings: DemoSettings) -> dict:
+    """The whole demo: synthetic data (generated when missing), training, evaluation, metrics.json, summary.md, the
+    loss curve and the pictures under `settings.output`; prints the summary and returns the flat metrics. Raises
+    `DemoStepFailed` when training or evaluation fails."""
+    paths = DemoPaths(Path(settings.output).resolve())
+    paths.output.mkdir(parents=True, exist_ok=True)
+    root = os.path.abspath(settings.datasets_root or datasets_root())
+    opts = list(settings.opts)
+
+    logger.info("[1/4] synthetic datasets")
+    synthetic_root = ensure_synthetic_datasets(os.path.join(root, "synthetic"), seed=settings.seed,
+                                               num_train=settings.num_train, num_val=settings.num_val)
+    register_synthetic_datasets(synthetic_root)
+    env = child_environment(root, settings.num_threads)
+    torch.set_num_threads(settings.num_threads)
+
+    logger.info("[2/4] training (openseed.commands.train_net)")
+    train_seconds = train(settings.config_file, paths, opts, env)
+    logger.info("[3/4] evaluation (openseed.commands.eval_zeroshot)")
+    evaluate(settings.config_file, paths, opts, env)
+
+    metrics = collect_metrics(str(paths.eval_dir))
+    metrics["train_seconds"] = round(train_seconds, 1)
+    write_metrics(paths.metrics, metrics)
+    table = summary_table(metrics)
+    paths.summary.write_text(table + "\n", encoding="utf-8")
+
+    logger.info("[4/4] loss curve and pictures")
+    plot_loss_curve(str(paths.train_dir / "metrics.json"), str(paths.loss_curve))
+    predictor = Predictor(settings.config_file, paths.weights, opts=opts)
+    pictures = gallery.draw_gallery(predictor, paths.pictures_dir, num_images=settings.num_pictures)
+
+    print(f"\nOpenSeeD demo ({paths.output})\n\n{table}\n", flush=True)
+    print("files: " + ", ".join(str(p.relative_to(paths.output)) for p in
+                                [paths.weights, paths.metrics, paths.summary, paths.loss_curve, *pictures]))
+    return metrics

@@ -1,11 +1,7 @@
 """`tools/benchmark.py data`: throughput rows for the LSJ mappers, printed as a table."""
 
-import importlib.util
-from pathlib import Path
-
-from openseed.utils.benchmark_data import format_rows, mapper_throughput, run_data_benchmark
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "benchmark.py"
+from openseed.benchmarks.data import format_rows, mapper_throughput, run_data_benchmark
+from tests.tool_loader import load_tool
 
 
 def test_mapper_throughput_counts_calls():
@@ -21,9 +17,7 @@ def test_data_benchmark_rows_and_cli(tiny_synthetic, capsys):
     assert all(r["min_images_per_s"] <= r["median_images_per_s"] <= r["max_images_per_s"] for r in rows)
     assert rows[0]["instances_per_image"] >= 2  # things + stuff segments
     assert "coco_panoptic_lsj" in format_rows(rows)
-    spec = importlib.util.spec_from_file_location("benchmark_tool", TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("benchmark")
     tool.main(["data", "--image-size", "64", "--images", "1", "--runs", "1", "--warmup", "0",
                "--case", "objects365_lsj:tsyn_boxes_train"])
     out = capsys.readouterr().out

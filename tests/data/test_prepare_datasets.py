@@ -1,7 +1,6 @@
 """`datasets/prepare_*.py` on tiny fabricated inputs, checked through the registered loaders where possible."""
 
 import ast
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,15 +13,9 @@ from PIL import Image
 
 import openseed.data  # noqa: F401  (registers the datasets)
 from openseed.data.registration.builtin import register_all_builtin
+from tests.tool_loader import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "datasets" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -39,7 +32,7 @@ def _save_panoptic_png(path, segment_ids):
 
 
 def test_panoptic_to_semantic_round_trip_through_the_registered_dataset(data_root):
-    prepare = load_script("prepare_panoptic_semantic")
+    prepare = load_script("datasets/prepare_panoptic_semantic.py")
     coco = data_root / "coco"
     (coco / "val2017").mkdir(parents=True)
     segment_ids = np.array([[0, 5, 5, 300], [0, 5, 300, 300], [7, 7, 7, 300]])
@@ -61,7 +54,7 @@ def test_panoptic_to_semantic_round_trip_through_the_registered_dataset(data_roo
 
 
 def test_ade20k_prepare_then_load_panoptic_instance_and_semantic(data_root):
-    prepare = load_script("prepare_ade20k")
+    prepare = load_script("datasets/prepare_ade20k.py")
     root = data_root / "ADEChallengeData2016"
     for folder in ("images", "annotations", "annotations_instance"):
         (root / folder / "validation").mkdir(parents=True)
@@ -94,7 +87,7 @@ def test_ade20k_prepare_then_load_panoptic_instance_and_semantic(data_root):
 
 
 def test_lvis_minival_selection():
-    prepare = load_script("prepare_lvis")
+    prepare = load_script("datasets/prepare_lvis.py")
     data = {"images": [{"id": 1, "coco_url": "http://images.cocodataset.org/val2017/01.jpg"},
                        {"id": 2, "coco_url": "http://images.cocodataset.org/train2017/02.jpg"},
                        {"id": 3, "file_name": "val2017/03.jpg"}],
@@ -110,7 +103,7 @@ def test_lvis_minival_selection():
 
 
 def test_offset_labels_then_load_sunrgbd(data_root):
-    prepare = load_script("prepare_offset_labels")
+    prepare = load_script("datasets/prepare_offset_labels.py")
     np.testing.assert_array_equal(prepare.shift_labels(np.array([[0, 1, 37]])), [[255, 0, 36]])
     base = data_root / "sun_rgbd"
     (base / "image" / "test").mkdir(parents=True)
@@ -123,7 +116,7 @@ def test_offset_labels_then_load_sunrgbd(data_root):
 
 
 def test_cityscapes_train_ids(tmp_path):
-    prepare = load_script("prepare_cityscapes")
+    prepare = load_script("datasets/prepare_cityscapes.py")
     label_file = tmp_path / "gtFine" / "val" / "lindau" / "lindau_000000_000019_gtFine_labelIds.png"
     label_file.parent.mkdir(parents=True)
     Image.fromarray(np.array([[7, 26, 0], [33, 24, 11]], dtype=np.uint8)).save(label_file)
@@ -133,7 +126,7 @@ def test_cityscapes_train_ids(tmp_path):
 
 
 def test_vocab_extraction_from_config_source():
-    prepare = load_script("prepare_vocab")
+    prepare = load_script("datasets/prepare_vocab.py")
     source = ast.parse(
         "data_root = 'data/odinw/'\n"
         "class_name = ('fish', 'shark')\n"

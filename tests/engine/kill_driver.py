@@ -5,16 +5,13 @@ abrupt as a lost machine. Used by the exact-resume test.
 """
 
 import os
-import runpy
 import signal
 import sys
-from pathlib import Path
 
 from detectron2.engine import HookBase
 
 from openseed.engine import OpenSeeDTrainer
-
-TRAIN_NET = str(Path(__file__).resolve().parents[2] / "tools" / "train_net.py")
+from tests.tool_loader import run_tool_as_main, script_path
 
 
 class KillAfter(HookBase):
@@ -30,8 +27,8 @@ def main() -> None:
     build_hooks = OpenSeeDTrainer.build_hooks
     kill_after = int(os.environ["KILL_AFTER_ITER"])
     OpenSeeDTrainer.build_hooks = lambda self: [*build_hooks(self), KillAfter(kill_after)]
-    sys.argv = [TRAIN_NET, *sys.argv[1:]]
-    runpy.run_path(TRAIN_NET, run_name="__main__")
+    sys.argv = [str(script_path("tools/train_net.py")), *sys.argv[1:]]
+    run_tool_as_main("train_net")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """`tools/train_net.py` end to end on the tiny config and the synthetic datasets (CPU): training with checkpoints,
 metrics and evaluation; exact resume after SIGKILL; two gloo processes; errors that name the culprit."""
 
-import importlib.util
 import json
 import re
 import signal
@@ -16,6 +15,7 @@ from openseed.config import setup_cfg
 from openseed.engine import CheckpointMismatchError, OpenSeeDTrainer
 from openseed.engine.hooks import parameter_checksums
 from tests.engine.conftest import FAST_TINY, REPO_ROOT, TINY_CONFIG, TRAIN_NET, run_train_net, train_net_env
+from tests.tool_loader import load_tool
 
 pytestmark = pytest.mark.slow
 
@@ -132,10 +132,7 @@ def test_two_cpu_processes_end_with_identical_parameters(tmp_path, synthetic_dat
 
 @pytest.fixture(scope="module")
 def train_net_module():
-    spec = importlib.util.spec_from_file_location("train_net", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("train_net")
 
 
 def test_errors_name_the_key_the_dataset_and_the_parameters(tmp_path, train_net_module):

@@ -7,6 +7,7 @@ import torch
 from detectron2.modeling import build_model
 from torch import nn
 
+from openseed.benchmarks.inputs import synthetic_training_sample
 from openseed.checkpoint import CheckpointError, save_checkpoint
 from openseed.config import setup_cfg
 from openseed.data.registration.synthetic import register_synthetic_datasets
@@ -20,7 +21,6 @@ from openseed.engine.finetune import (
     apply_finetune_mode,
     attach_projection_linear,
 )
-from openseed.utils.benchmark_inputs import synthetic_training_sample
 from openseed.vocabulary import Vocabulary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -195,7 +195,7 @@ def test_trainer_adapter_mode_keeps_the_pretrained_weights(tmp_path):
 
 
 def test_benchmark_train_case_reports_trainable_parameters_and_optimizer_state():
-    from openseed.utils.benchmark_train import format_train_rows, train_case
+    from openseed.benchmarks.train import format_train_rows, train_case
 
     rows = []
     for mode in ("full", "adapter"):

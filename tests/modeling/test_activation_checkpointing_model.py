@@ -5,9 +5,9 @@ whole joint training step with drop path and conditioned queries."""
 import torch
 from detectron2.modeling import build_model
 
+from openseed.benchmarks.inputs import synthetic_training_sample
+from openseed.benchmarks.train import checkpoint_opts
 from openseed.config import setup_cfg
-from openseed.utils.benchmark_inputs import synthetic_training_sample
-from openseed.utils.benchmark_train import checkpoint_opts
 from openseed.vocabulary import Vocabulary
 
 TINY = "configs/tiny/tiny_decoupled.yaml"

@@ -5,8 +5,8 @@ close to the float32 ones for both inference and a joint training step."""
 import torch
 from detectron2.modeling import build_model
 
+from openseed.benchmarks.inputs import synthetic_image, synthetic_training_sample
 from openseed.config import setup_cfg
-from openseed.utils.benchmark_inputs import synthetic_image, synthetic_training_sample
 from openseed.vocabulary import Vocabulary
 
 TINY = "configs/tiny/tiny_decoupled.yaml"

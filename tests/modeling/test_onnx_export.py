@@ -11,11 +11,11 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
+from openseed.benchmarks.inputs import synthetic_image
 from openseed.config import setup_cfg
 from openseed.export import OnnxRuntimeModel, compare_with_pytorch, export_onnx
 from openseed.modeling.postprocessing import PostprocessSettings
 from openseed.predictor import Predictor
-from openseed.utils.benchmark_inputs import synthetic_image
 from openseed.vocabulary import Vocabulary
 from tests.refdata_utils import parity_image, parity_model
 

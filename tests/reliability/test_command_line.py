@@ -1,7 +1,6 @@
 """Command lines as users type them: the tools' flags anywhere (also after `KEY VALUE` overrides), unknown dataset
 names answered with the closest registered ones, and DDP built without deprecated arguments."""
 
-import importlib.util
 import warnings
 
 import pytest
@@ -10,16 +9,9 @@ import torch.distributed as dist
 from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
+from openseed.commands import eval_zeroshot
 from openseed.engine import default_argument_parser
 from openseed.engine.trainer import check_datasets_registered, wrap_for_distributed
-from tests.engine.conftest import REPO_ROOT
-
-
-def tool_parser(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.argument_parser()
 
 
 @pytest.mark.parametrize("argv", [
@@ -42,7 +34,7 @@ def test_train_net_options_with_values_after_the_overrides():
 
 
 def test_eval_zeroshot_list_options_after_the_overrides():
-    parser = tool_parser("eval_zeroshot")
+    parser = eval_zeroshot.argument_parser()
     args = parser.parse_args(["--output", "out", "MODEL.DEVICE", "cpu", "--datasets", "a", "b", "--force"])
     assert (args.output, args.datasets, args.force, args.opts) == ("out", ["a", "b"], True, ["MODEL.DEVICE", "cpu"])
 

@@ -169,8 +169,8 @@ def test_eight_threads_with_different_vocabularies_equal_sequential_calls(predic
 @pytest.mark.slow
 def test_48_megapixel_photo_in_bounded_memory():
     """A 6000×8000 photo through `Predictor` (panoptic, 4 names) in a fresh process: peak RSS < 6 GB."""
-    from openseed.utils.benchmark_common import run_isolated  # noqa: PLC0415
-    from openseed.utils.benchmark_eval import eval_case  # noqa: PLC0415
+    from openseed.benchmarks.common import run_isolated  # noqa: PLC0415
+    from openseed.benchmarks.eval import eval_case  # noqa: PLC0415
 
     row = run_isolated(eval_case, dict(config_file=TINY_CONFIG, opts=["MODEL.DEVICE", "cpu"], weights="", seed=0,
                                        size=(0, 0), vocab="4", tasks=("panoptic",), runs=1, warmup=0, text_cache="",

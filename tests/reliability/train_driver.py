@@ -7,7 +7,6 @@ lost machine: the test checks that the previous checkpoint is the one resumed fr
 
 import io
 import os
-import runpy
 import signal
 import sys
 from pathlib import Path
@@ -16,8 +15,7 @@ import torch
 
 from openseed.checkpoint import io as checkpoint_io
 from openseed.engine import checkpointer
-
-TRAIN_NET = str(Path(__file__).resolve().parents[2] / "tools" / "train_net.py")
+from tests.tool_loader import run_tool_as_main, script_path
 
 
 def save_and_die_half_way(obj, path) -> None:
@@ -38,8 +36,8 @@ def save_and_die_half_way(obj, path) -> None:
 
 def main() -> None:
     checkpointer.save_checkpoint = save_and_die_half_way
-    sys.argv = [TRAIN_NET, *sys.argv[1:]]
-    runpy.run_path(TRAIN_NET, run_name="__main__")
+    sys.argv = [str(script_path("tools/train_net.py")), *sys.argv[1:]]
+    run_tool_as_main("train_net")
 
 
 if __name__ == "__main__":

@@ -1,29 +1,26 @@
 """`tools/benchmark.py eval|text|train`: stage timing, isolated peak-RSS runs, the cases on the tiny config, tables."""
 
-import importlib.util
 import json
 import os
 import platform
 import re
 import signal
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from openseed.benchmarks import common as benchmark_common
+from openseed.benchmarks.common import StageTimer, run_isolated, timed_runs
+from openseed.benchmarks.eval import amp_opts, eval_case, format_eval_rows
+from openseed.benchmarks.inputs import benchmark_vocabulary, synthetic_training_sample
+from openseed.benchmarks.peak import format_peak_rows, peak_case
+from openseed.benchmarks.text import format_text_rows, text_case
+from openseed.benchmarks.train import checkpoint_opts, format_train_rows, resolve_datasets, train_case
 from openseed.config import setup_cfg
-from openseed.utils import benchmark_common
 from openseed.utils.amp import autocast_dtype
-from openseed.utils.benchmark_common import StageTimer, run_isolated, timed_runs
-from openseed.utils.benchmark_eval import amp_opts, eval_case, format_eval_rows
-from openseed.utils.benchmark_inputs import benchmark_vocabulary, synthetic_training_sample
-from openseed.utils.benchmark_peak import format_peak_rows, peak_case
-from openseed.utils.benchmark_text import format_text_rows, text_case
-from openseed.utils.benchmark_train import checkpoint_opts, format_train_rows, resolve_datasets, train_case
+from tests.tool_loader import load_script, load_tool
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "benchmark.py"
-REPORT = Path(__file__).resolve().parents[2] / "scripts" / "side_by_side_report.py"
 TINY = "configs/tiny/tiny_decoupled.yaml"
 EVAL_STAGES = ("text", "backbone", "pixel decoder", "decoder", "post-processing", "other")
 
@@ -211,9 +208,7 @@ def test_text_case_trimmed_ensemble_equals_full_context():
 
 @pytest.mark.slow
 def test_command_line_prints_tables_for_eval_train_and_text(capsys):
-    spec = importlib.util.spec_from_file_location("benchmark_tool", TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("benchmark")
     common = ["--config-file", TINY, "--runs", "1", "--warmup", "0", "--threads", "1", "--malloc", "tuned"]
     tool.main(["eval", *common, "--size", "64", "96", "--output-size", "50", "70", "--vocab", "coco80",
                "--text-cache", "", "--tasks", "instance"])
@@ -270,8 +265,8 @@ def test_peak_case_counts_two_n_cubed_flops_per_product(monkeypatch):
         clock.now += 0.5  # every product "takes" half a second
         return torch.matmul(a, b, out=out)
 
-    monkeypatch.setattr("openseed.utils.benchmark_peak.time.perf_counter", clock)
-    monkeypatch.setattr("openseed.utils.benchmark_peak.torch.mm", mm)
+    monkeypatch.setattr("openseed.benchmarks.peak.time.perf_counter", clock)
+    monkeypatch.setattr("openseed.benchmarks.peak.torch.mm", mm)
     row = peak_case(size=64, dtype="bfloat16", runs=3, warmup=1)
     assert row["gflops"] == pytest.approx([2 * 64**3 / 0.5 / 1e9] * 3)
     assert "bfloat16" in format_peak_rows([dict(row, threads=2)])
@@ -288,9 +283,7 @@ def test_side_by_side_report_ratios_and_floor(tmp_path, capsys):
                                           "network_gflop": 100.0, "size": [800, 1216]}]})
     write("eval_bfloat16", {"rows": [{"wall_s": [2.2], "peak_rss_mb": 1024.0, "stages": {"backbone": [1.0]}}]})
     write("train_float32", {"rows": [{"error": "killed by signal 9"}]})
-    spec = importlib.util.spec_from_file_location("side_by_side_report", REPORT)
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = load_script("scripts/side_by_side_report.py")
     report.main(tmp_path)
     lines = {line.split(" | ")[0].lstrip("| "): line for line in capsys.readouterr().out.splitlines()}
     # official 11 s / 8 GB; float32: network 4 s, floor 100 GFLOP / 50 GFLOP/s = 2 s

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -21,17 +20,13 @@ from openseed.checkpoint import (
     shared_tensor_groups,
 )
 from openseed.config import setup_cfg
+from tests.tool_loader import load_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO_ROOT / "configs/tiny/tiny_decoupled.yaml"
 TEXT_POS = "sem_seg_head.predictor.lang_encoder.lang_encoder.positional_embedding"
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("convert_tool", REPO_ROOT / "tools/convert_official_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------------------------- conversion rules
@@ -169,7 +164,7 @@ def test_tool_converts_and_writes_a_strictly_loadable_file(tmp_path, capsys, tin
     checkpoint, expected = tiny_official_checkpoint
     source, output = tmp_path / "official.pth", tmp_path / output_name
     save_checkpoint(checkpoint, source)
-    assert load_tool().main([str(source), str(output), "--config-file", str(TINY_CONFIG), *extra]) == 0
+    assert load_tool("convert_official_checkpoint").main([str(source), str(output), "--config-file", str(TINY_CONFIG), *extra]) == 0
     assert "from a trainer checkpoint" in capsys.readouterr().out
     loaded = load_checkpoint(output)
     state = loaded if output_name.endswith(".safetensors") else loaded["model"]
@@ -185,16 +180,16 @@ def test_tool_refuses_a_mismatching_checkpoint_naming_keys(tmp_path, capsys, tin
     model_state[f"model.{TEXT_POS}"] = torch.zeros(77, 64)
     source, output = tmp_path / "official.pth", tmp_path / "converted.pth"
     save_checkpoint({"model": model_state}, source)
-    assert load_tool().main([str(source), str(output), "--config-file", str(TINY_CONFIG)]) == 1
+    assert load_tool("convert_official_checkpoint").main([str(source), str(output), "--config-file", str(TINY_CONFIG)]) == 1
     error = capsys.readouterr().err
     assert f"{TEXT_POS} [77, 64] vs model [16, 64]" in error and str(source) in error
     assert not output.exists()
-    assert load_tool().main([str(source), str(output), "--config-file", str(TINY_CONFIG), "--allow-mismatch"]) == 0
+    assert load_tool("convert_official_checkpoint").main([str(source), str(output), "--config-file", str(TINY_CONFIG), "--allow-mismatch"]) == 0
     assert output.exists()
 
 
 def test_tool_refuses_safetensors_flag_with_other_suffix(tmp_path, capsys):
-    assert load_tool().main(["in.pth", str(tmp_path / "out.pth"), "--config-file", str(TINY_CONFIG),
+    assert load_tool("convert_official_checkpoint").main(["in.pth", str(tmp_path / "out.pth"), "--config-file", str(TINY_CONFIG),
                              "--safetensors"]) == 2
     assert "--safetensors needs an OUTPUT ending in .safetensors" in capsys.readouterr().err
 

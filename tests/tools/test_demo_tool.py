@@ -1,6 +1,5 @@
 """tools/demo.py: folders with bad files, overlays, the COCO-format predictions JSON; and the COCO export itself."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,21 +17,17 @@ from openseed.config import setup_cfg
 from openseed.demo.batch import list_inputs
 from openseed.demo.coco_export import CocoPredictionWriter, encode_mask, prediction_annotations
 from openseed.vocabulary import Vocabulary
+from tests.tool_loader import load_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_CONFIG = str(REPO_ROOT / "configs" / "tiny" / "tiny_decoupled.yaml")
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("demo_tool", REPO_ROOT / "tools" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def tool():
-    return _load_tool()
+    return load_tool("demo")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ results without `--force`, two gloo processes giving the one-process metrics, an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ from detectron2.modeling import build_model
 
 import openseed.modeling  # noqa: F401  (registers the meta-architecture)
 from openseed.checkpoint.io import save_checkpoint
+from openseed.commands import eval_zeroshot
 from openseed.config import setup_cfg
 from openseed.data.registration.suites import suite_datasets
 from openseed.data.synthetic import generate_synthetic_datasets
@@ -26,11 +26,6 @@ TINY_CONFIG = str(REPO_ROOT / "configs" / "tiny" / "tiny_decoupled.yaml")
 SYNTHETIC = suite_datasets("synthetic")
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("eval_zeroshot_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +101,17 @@ def test_two_processes_give_the_single_process_metrics(setup, first_run, tmp_pat
 
 
 def test_dataset_selection_and_arguments():
-    tool = load_tool()
-    assert tool.dataset_names(["synthetic"], ["synthetic_odinw_val", "coco_2017_val"]) == [
+    assert eval_zeroshot.dataset_names(["synthetic"], ["synthetic_odinw_val", "coco_2017_val"]) == [
         *SYNTHETIC, "coco_2017_val"]
     with pytest.raises(ValueError, match="--suite"):
-        tool.dataset_names([], [])
-    parser = tool.argument_parser()
+        eval_zeroshot.dataset_names([], [])
+    parser = eval_zeroshot.argument_parser()
     args = parser.parse_args(["--suite", "lvis", "odinw13", "--output", "out", "MODEL.DEVICE", "cpu"])
     assert args.suite == ["lvis", "odinw13"] and args.opts == ["MODEL.DEVICE", "cpu"]
-    assert tool.config_overrides(args) == ["MODEL.DEVICE", "cpu", "OUTPUT_DIR", "out",
+    assert eval_zeroshot.config_overrides(args) == ["MODEL.DEVICE", "cpu", "OUTPUT_DIR", "out",
                                            "MODEL.TEXT.CACHE_DIR", os.path.join("out", "text_cache")]
     args = parser.parse_args(["--weights", "w.pth", "--output", "out", "MODEL.TEXT.CACHE_DIR", "/cache"])
-    assert tool.config_overrides(args) == ["MODEL.TEXT.CACHE_DIR", "/cache", "OUTPUT_DIR", "out",
+    assert eval_zeroshot.config_overrides(args) == ["MODEL.TEXT.CACHE_DIR", "/cache", "OUTPUT_DIR", "out",
                                            "MODEL.WEIGHTS", "w.pth"]
     with pytest.raises(SystemExit):
         parser.parse_args(["--suite", "no_such_suite", "--output", "out"])

@@ -1,6 +1,5 @@
 """The web demo's logic without a browser: input checks, request -> results, text-embedding cache, the page handler."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from openseed.demo.web_requests import (
 )
 from openseed.predictor import Predictor
 from openseed.vocabulary import Vocabulary
+from tests.tool_loader import load_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_CONFIG = str(REPO_ROOT / "configs" / "tiny" / "tiny_decoupled.yaml")
@@ -198,15 +198,10 @@ def test_page_handler_hides_internal_errors(service, image_file, tmp_path, monke
     assert "Traceback" not in outputs[3] and "Traceback" in caplog.text
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("web_demo_tool", REPO_ROOT / "tools" / "web_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_tool_defaults_to_the_demo_model_and_explains_missing_files(tmp_path, monkeypatch):
-    tool = _load_tool()
+    tool = load_tool("web_demo")
     args = tool.argument_parser().parse_args([])
     assert (args.config_file, args.weights, args.host) == (
         "configs/demo/openseed_demo.yaml", "output/demo/model_final.pth", "127.0.0.1")

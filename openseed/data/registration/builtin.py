@@ -8,11 +8,12 @@ the expected layout of every dataset is in `datasets/README.md`.
 
 from __future__ import annotations
 
+from ..paths import datasets_root
 from .ade20k import register_ade20k
 from .bdd import register_bdd
 from .cityscapes import register_cityscapes
 from .coco import register_coco
-from .common import EXPECTED_NUM_CLASSES, datasets_root, resolve_metadata
+from .common import EXPECTED_NUM_CLASSES, resolve_metadata
 from .lvis import register_lvis
 from .objects365 import register_objects365
 from .odinw import register_odinw

@@ -1,4 +1,4 @@
-"""Shared pieces of the dataset registrations: the datasets root, the registry of names, missing-file errors.
+"""Shared pieces of the dataset registrations: the registry of names, missing-file errors.
 
 Every real dataset is registered whether or not its files are present; `DatasetCatalog.get(name)` on a dataset whose
 files are missing raises `DatasetFilesMissing` naming the paths it looked for and pointing to `datasets/README.md`.
@@ -23,6 +23,8 @@ from typing import Any
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
+from ..paths import datasets_root
+
 DATASETS_README = "datasets/README.md"
 TASKS = ("panoptic", "instance", "semantic", "detection")
 VOCABULARY_SOURCES = ("shipped", "annotations")
@@ -34,11 +36,6 @@ _CLASS_RESOLVERS: dict[str, Callable[[], dict]] = {}
 
 class DatasetFilesMissing(FileNotFoundError):
     """A registered dataset was used but some of its files are not where the registration expects them."""
-
-
-def datasets_root() -> str:
-    """`$DETECTRON2_DATASETS`, default `datasets` (relative to the working directory), user-expanded."""
-    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
 
 def read_vocab_file(file_name: str) -> Any:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..registration.common import datasets_root
+from ..paths import datasets_root
 from .drawing import render_scene
 from .writers import instance_annotation
 

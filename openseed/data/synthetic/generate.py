@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from ..registration.common import datasets_root
+from ..paths import datasets_root
 from .drawing import render_scene
 from .layout import GENERATOR_VERSION, MANIFEST, SyntheticSet, lvis_frequency, set_paths, synthetic_sets
 from .writers import ids_to_rgb, instance_annotation, panoptic_ids, semantic_map

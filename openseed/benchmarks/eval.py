@@ -36,7 +36,7 @@ from openseed.modeling.postprocessing import RESOLUTIONS, TASKS
 from openseed.predictor import Predictor
 from openseed.utils.amp import autocast_dtype
 
-from .benchmark_common import (
+from .common import (
     MALLOC_SETTINGS,
     StageTimer,
     median,
@@ -46,7 +46,7 @@ from .benchmark_common import (
     stage_summary,
     timed_runs,
 )
-from .benchmark_inputs import VOCABULARY_SPECS, benchmark_vocabulary, build_benchmark_model, synthetic_image
+from .inputs import VOCABULARY_SPECS, benchmark_vocabulary, build_benchmark_model, synthetic_image
 
 DEFAULT_CONFIG = "configs/openseed/swint_decoupled_coco_o365.yaml"
 STAGE_ORDER = ("text", "backbone", "pixel decoder", "decoder", "network", "post-processing", "other")

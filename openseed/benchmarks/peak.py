@@ -14,7 +14,7 @@ import time
 import torch
 from tabulate import tabulate
 
-from .benchmark_common import load_average, median, run_isolated
+from .common import load_average, median, run_isolated
 
 SIZE = 2048
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -31,9 +31,9 @@ from openseed.engine.optimizer import build_optimizer, clip_full_model_gradients
 from openseed.utils.amp import autocast_dtype
 from openseed.vocabulary import Vocabulary
 
-from .benchmark_common import StageTimer, median, run_isolated, stage_summary, timed_runs
-from .benchmark_eval import DEFAULT_CONFIG, add_common_model_arguments, model_opts, model_stage_hooks, precision_name
-from .benchmark_inputs import build_benchmark_model, synthetic_training_sample
+from .common import StageTimer, median, run_isolated, stage_summary, timed_runs
+from .eval import DEFAULT_CONFIG, add_common_model_arguments, model_opts, model_stage_hooks, precision_name
+from .inputs import build_benchmark_model, synthetic_training_sample
 
 STAGE_ORDER = ("text", "backbone", "pixel decoder", "decoder", "losses", "backward", "optimizer", "other")
 CHECKPOINT_KEYS = {

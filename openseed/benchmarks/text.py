@@ -21,9 +21,9 @@ from openseed.config import setup_cfg
 from openseed.modeling.text import LanguageEncoder
 from openseed.utils.random_draws import TrainingDraws
 
-from .benchmark_common import StageTimer, median, run_isolated, timed_runs
-from .benchmark_eval import DEFAULT_CONFIG, add_common_model_arguments, model_opts
-from .benchmark_inputs import VOCABULARY_SPECS, benchmark_vocabulary
+from .common import StageTimer, median, run_isolated, timed_runs
+from .eval import DEFAULT_CONFIG, add_common_model_arguments, model_opts
+from .inputs import VOCABULARY_SPECS, benchmark_vocabulary
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from unittest import mock
 import torch
 from torch import nn
 
-from .malloc import OPT_OUT_VARIABLE, tune_malloc
+from ..utils.malloc import OPT_OUT_VARIABLE, tune_malloc
 
 PROC_STATUS = "/proc/self/status"
 PROC_CLEAR_REFS = "/proc/self/clear_refs"
