@@ -33,7 +33,7 @@ def add_openseed_config(cfg: CN) -> None:
     # low-rank adapter file (tools/train_net.py, SOLVER.FINETUNE.MODE "adapter") applied on top of MODEL.WEIGHTS
     cfg.MODEL.ADAPTER_WEIGHTS = ""
 
-    # Swin backbone (spec §2)
+    # Swin backbone (docs/official_behaviours.md §2)
     cfg.MODEL.SWIN = CN()
     cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224
     cfg.MODEL.SWIN.PATCH_SIZE = 4
@@ -59,7 +59,7 @@ def add_openseed_config(cfg: CN) -> None:
     # Detectron2's ResNet (MODEL.BACKBONE.NAME "build_resnet_backbone"): the pixel decoder needs all four levels
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
 
-    # Text encoder (spec §4, preface 5-6)
+    # Text encoder (docs/official_behaviours.md §4, §0.5-0.6)
     cfg.MODEL.TEXT = CN()
     cfg.MODEL.TEXT.ENCODER = "clip"  # "clip" (official CLIP-style transformer) or "hf" (transformers model folder)
     cfg.MODEL.TEXT.CONTEXT_LENGTH = 77
@@ -74,7 +74,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.TEXT.ACTIVATION_CHECKPOINT = False
     cfg.MODEL.TEXT.FREEZE_ENCODER = False  # keep the (pretrained) text transformer fixed; lang_proj/logit_scale train
 
-    # Pixel decoder (spec §3)
+    # Pixel decoder (docs/official_behaviours.md §3)
     cfg.MODEL.ENCODER = CN()
     cfg.MODEL.ENCODER.IN_FEATURES = ["res2", "res3", "res4", "res5"]
     cfg.MODEL.ENCODER.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
@@ -92,7 +92,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.ENCODER.DEFORM_ATTN_IMPL = "auto"  # "pytorch" (reference), "embedding_bag" (CPU), "auto": by device
     cfg.MODEL.ENCODER.AUTOCAST_FFN = False  # under AMP, encoder FFN GEMMs in the AMP dtype too (else fp32 as reference)
 
-    # Transformer decoder (spec §5-7)
+    # Transformer decoder (docs/official_behaviours.md §5-7)
     cfg.MODEL.DECODER = CN()
     cfg.MODEL.DECODER.DECOUPLED = True
     cfg.MODEL.DECODER.HIDDEN_DIM = 256
@@ -129,13 +129,13 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.DECODER.TRAIN_NUM_POINTS = 12544
     cfg.MODEL.DECODER.OVERSAMPLE_RATIO = 3.0
     cfg.MODEL.DECODER.IMPORTANCE_SAMPLE_RATIO = 0.75
-    # Training-time quirks of the reference (preface 3): clean defaults, True reproduces the reference.
+    # Training-time quirks of the reference (docs/official_behaviours.md §0.3): clean defaults, True reproduces the reference.
     cfg.MODEL.DECODER.DET_INTERM_KEEP_BACKGROUND = False  # reference matches O365 boxes to bg queries in interm
     # > 0: the decoupled matcher treats class ids below it as things (the reference hard-codes 80, COCO's thing
     # count, whatever the vocabulary); 0: the vocabulary's thing flags
     cfg.MODEL.DECODER.REFERENCE_THING_ID_BOUND = 0
     cfg.MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE = False  # True: GT boxes / unpadded image size (reference)
-    # Objects365 mask assistance through conditioned mask decoding (spec §6.3 design; not in the official code)
+    # Objects365 mask assistance through conditioned mask decoding (docs/official_behaviours.md §6.3 design; not in the official code)
     cfg.MODEL.DECODER.O365_MASK_ASSIST = False
     cfg.MODEL.DECODER.O365_MASK_NEGATIVE = True  # official key `mask_neg_o365`, read nowhere in the reference
     cfg.MODEL.DECODER.MASK_ASSIST = CN()
@@ -146,7 +146,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.DECODER.MASK_ASSIST.LOSS_WEIGHT = 0.0
     cfg.MODEL.DECODER.MASK_ASSIST.RAMP_ITERS = 0
 
-    # Inference (spec §9)
+    # Inference (docs/official_behaviours.md §9)
     cfg.MODEL.DECODER.TEST = CN()
     cfg.MODEL.DECODER.TEST.SEMANTIC_ON = True
     cfg.MODEL.DECODER.TEST.INSTANCE_ON = True
@@ -164,7 +164,7 @@ def add_openseed_config(cfg: CN) -> None:
     # agreement with "output"); smaller outputs take the exact path.
     cfg.MODEL.DECODER.TEST.POSTPROCESS_RESOLUTION = "output"
 
-    # Data (spec §8, §10; preface 1, 9). Lists below are aligned with DATASETS.TRAIN, one entry per dataset.
+    # Data (docs/official_behaviours.md §8, §10, §0.1, §0.9). Lists below are aligned with DATASETS.TRAIN, one entry per dataset.
     cfg.DATASETS.TRAIN = ("coco_2017_train_panoptic", "objects365_v2_train")
     cfg.DATASETS.TEST = ("coco_2017_val_panoptic_with_sem_seg",)
     cfg.DATASETS.TRAIN_TASKS = ("seg", "det")
@@ -192,7 +192,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.INPUT.MIN_SIZE_TEST = 800
     cfg.INPUT.MAX_SIZE_TEST = 1333
 
-    # Solver (spec §11)
+    # Solver (docs/official_behaviours.md §11)
     cfg.SOLVER.OPTIMIZER = "ADAMW"
     cfg.SOLVER.BASE_LR = 1e-4
     cfg.SOLVER.WEIGHT_DECAY = 0.05

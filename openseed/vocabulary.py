@@ -20,7 +20,7 @@ def normalize_class_name(name: str, mode: str = "consistent") -> str:
     All modes strip surrounding whitespace, remove "-other", "-merged" and "-stuff" wherever they occur (as the official
     code does: "sky-other-merged" -> "sky"), remove commas and replace
     "+" by a space. `"reference-train"` additionally rewrites "a-b" as "b a" ("wall-brick" -> "brick wall"), as the
-    official code does for COCO names in training only (spec §4.3); `"consistent"` applies that rewrite too, so
+    official code does for COCO names in training only (docs/official_behaviours.md §4.3); `"consistent"` applies that rewrite too, so
     training and evaluation see the same words; `"reference-eval"` does not rewrite (the official evaluation path).
     """
     if mode not in NORMALISATION_MODES:

@@ -1,4 +1,4 @@
-"""Official OpenSeeD checkpoints -> state dicts of our model (spec §12).
+"""Official OpenSeeD checkpoints -> state dicts of our model (docs/official_behaviours.md §12).
 
 Our modules keep the official attribute names, so keys map 1:1. Conversion therefore only
 - unwraps the two official layouts: released files (the inner model's state dict, no prefix) and trainer

@@ -1,4 +1,4 @@
-"""Zero-shot evaluation of one set of weights on evaluation suites or named datasets (spec §10.6, §13).
+"""Zero-shot evaluation of one set of weights on evaluation suites or named datasets (docs/official_behaviours.md §10.6, §13).
 
     python tools/eval_zeroshot.py --config-file configs/openseed/swint_decoupled_coco_o365.yaml \\
         --weights output/model_final.pth --suite ade20k lvis odinw13 --output output/zeroshot

@@ -1,4 +1,4 @@
-"""Joint training loader (spec §8, preface 1): every iteration yields one mini-batch from every training dataset.
+"""Joint training loader (docs/official_behaviours.md §8, §0.1): every iteration yields one mini-batch from every training dataset.
 
 `build_joint_train_loader(cfg, start_iter=0)` returns a `JointLoader`; iterating it yields
 `{dataset_name: list[dict]}` with `DATALOADER.TRAIN_IMS_PER_GPU[i]` mapped samples of `DATASETS.TRAIN[i]`, mapped by

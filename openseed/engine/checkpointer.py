@@ -1,5 +1,5 @@
 """Training checkpoints: Detectron2's `DetectionCheckpointer` with atomic writes, `weights_only=True` loads and
-strict key checks (spec §12.2 [DESIGN]).
+strict key checks (docs/official_behaviours.md §12.2 [DESIGN]).
 
 A training checkpoint `OUTPUT_DIR/model_{iter:07d}.pth` / `model_final.pth` holds
 `{"model": state_dict, "trainer": {"iteration", "hooks": {"LRScheduler": ...}, "_trainer": {"optimizer",

@@ -1,10 +1,10 @@
-"""Optimizer construction (spec §11.1): per-parameter LR multipliers and weight-decay rules, AdamW, and
+"""Optimizer construction (docs/official_behaviours.md §11.1): per-parameter LR multipliers and weight-decay rules, AdamW, and
 full-model gradient-norm clipping.
 
 `param_rules(model, ...)` decides, for every trainable parameter (shared parameters once, under their first
 name), its LR multiplier and weight decay; `build_optimizer(cfg, model)` groups parameters with equal
 hyper-parameters into one optimizer param group each. Clipping is not hidden inside the optimizer: the trainer
-calls `clip_full_model_gradients` after AMP unscaling (spec §11.1 [DESIGN]).
+calls `clip_full_model_gradients` after AMP unscaling (docs/official_behaviours.md §11.1 [DESIGN]).
 
 Clean rules (default): LR × `SOLVER.BACKBONE_MULTIPLIER` for names containing "backbone", × `SOLVER.
 TEXT_ENCODER_MULTIPLIER` for names containing "lang_encoder"; no weight decay for normalisation layers (every

@@ -1,4 +1,4 @@
-"""One optimisation step over a joint batch (spec §8, §11.1).
+"""One optimisation step over a joint batch (docs/official_behaviours.md §8, §11.1).
 
 `JointStepTrainer.run_step`: next joint batch `{dataset_name: list[dict]}` → forward under autocast (CUDA AMP only)
 → the model's losses (already prefixed `dataset.loss_key` and weighted) summed → stop on a non-finite loss on any

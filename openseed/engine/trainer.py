@@ -1,4 +1,4 @@
-"""`OpenSeeDTrainer`: Detectron2's `DefaultTrainer` workflow for joint OpenSeeD training (spec §8, §11, §12).
+"""`OpenSeeDTrainer`: Detectron2's `DefaultTrainer` workflow for joint OpenSeeD training (docs/official_behaviours.md §8, §11, §12).
 
     trainer = OpenSeeDTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

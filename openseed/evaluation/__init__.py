@@ -1,4 +1,4 @@
-"""Zero-shot evaluation (spec §9.5, §10.4–10.6, §13): per-dataset protocols, Detectron2 evaluators, the `evaluate`
+"""Zero-shot evaluation (docs/official_behaviours.md §9.5, §10.4–10.6, §13): per-dataset protocols, Detectron2 evaluators, the `evaluate`
 entry point used by tools/train_net.py and tools/eval_zeroshot.py, and the summary table.
 
     from openseed.evaluation import evaluate, write_summary

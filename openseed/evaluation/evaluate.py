@@ -50,6 +50,7 @@ from .fingerprint import (
     package_version,
     vocabulary_fingerprint,
     weights_fingerprint,
+    with_current_citations,
 )
 from .protocols import DatasetProtocol, protocol_for
 
@@ -92,7 +93,7 @@ def evaluate(model, cfg, dataset_names: Iterable[str], output_dir: str, force: b
         check_evaluable(protocols[name])
     if to_evaluate and not cfg.MODEL.TEXT.EVAL_PROMPT_ENSEMBLE:
         logger.warning("MODEL.TEXT.EVAL_PROMPT_ENSEMBLE is off: the zero-shot protocol embeds classes with the "
-                       "prompt-template ensemble (spec §4.3); results are stored with prompt_ensemble=false")
+                       "prompt-template ensemble (docs/official_behaviours.md §4.3); results are stored with prompt_ensemble=false")
 
     results = {}
     for name in tqdm(names, desc="datasets", unit="dataset", disable=not main or len(names) < 2, position=0):
@@ -230,7 +231,7 @@ def _stored_results(output_dir: str, dataset: str, fingerprint: dict) -> dict | 
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            record = json.load(f)
+            record = with_current_citations(json.load(f))
     except (OSError, ValueError) as error:
         logger.warning(f"{dataset}: stored results in {path} are unreadable ({error}); evaluating again")
         return None

@@ -12,7 +12,8 @@
   hashed on every call, nothing is written into the dataset's folders);
 - "vocabulary": the class names and thing flags; "package": the openseed version.
 
-`differences(stored, current)` names the parts (and config keys) that differ.
+`differences(stored, current)` names the parts (and config keys) that differ; `with_current_citations` reads records
+of older versions whose only difference is how they cite the documentation.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ RESULT_NEUTRAL_KEYS = frozenset({
 })
 RESULT_NEUTRAL_PREFIXES = ("SOLVER.",)  # optimiser settings: the weights are identified by content instead
 HASH_CACHE_SUFFIX = ".sha256.json"
+# Results written before the design notes moved into the repository cite them as "spec §..." in
+# `protocol.size_source`; the section and the sizes are the same, so those records are read with today's citation.
+LEGACY_CITATION = "spec §"
+CITATION = "docs/official_behaviours.md §"
 CHUNK_BYTES = 1 << 24
 
 
@@ -131,6 +136,15 @@ def _folder_sha256(folder: str) -> str:
 
 def vocabulary_fingerprint(vocabulary) -> dict:
     return {"names": list(vocabulary.names), "is_thing": [bool(flag) for flag in vocabulary.is_thing]}
+
+
+def with_current_citations(record: dict) -> dict:
+    """A stored results record with a legacy `protocol.size_source` citation rewritten to today's (`CITATION`)."""
+    protocol = record.get("protocol")
+    source = protocol.get("size_source") if isinstance(protocol, dict) else None
+    if not isinstance(source, str) or not source.startswith(LEGACY_CITATION):
+        return record
+    return {**record, "protocol": {**protocol, "size_source": CITATION + source[len(LEGACY_CITATION):]}}
 
 
 def differences(stored: dict, current: dict) -> list[str]:

@@ -1,8 +1,8 @@
-"""The paper's zero-shot numbers (spec §13), per dataset and summary column, for OpenSeeD (T) = Swin-T and (L) = Swin-L.
+"""The paper's zero-shot numbers (docs/official_behaviours.md §13), per dataset and summary column, for OpenSeeD (T) = Swin-T and (L) = Swin-L.
 
 Sources: Table 2 (ADE20K, Cityscapes, LVIS, BDD, ScanNet, SUN RGB-D), Table 3 (COCO, the pre-trained model without
 fine-tuning), Table 4 (SegInW per set, mean, median); the ODinW-35 mean / median come from the DINOv paper (same
-group, spec §13.5, [2ND]). Columns are those of `summary.COLUMNS`.
+group, docs/official_behaviours.md §13.5, [2ND]). Columns are those of `summary.COLUMNS`.
 """
 
 from __future__ import annotations

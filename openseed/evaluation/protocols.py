@@ -1,9 +1,9 @@
-"""Frozen zero-shot evaluation protocols (spec §9.5, §10.4, §10.6): how each dataset is evaluated.
+"""Frozen zero-shot evaluation protocols (docs/official_behaviours.md §9.5, §10.4, §10.6): how each dataset is evaluated.
 
 A protocol fixes, per dataset: the test-time resize (short side, long-side limit, interpolation), the detection limit
 the metric uses (COCO API `maxDets` 100, LVIS 300), the vocabulary (the dataset's own class names from its metadata,
 `Vocabulary.from_metadata`), prompt ensembling of the text embeddings and the tasks evaluated (the dataset's metadata
-`tasks`, spec §9.5 table). Rules are matched by dataset-name prefix, first match wins; datasets no rule names
+`tasks`, docs/official_behaviours.md §9.5 table). Rules are matched by dataset-name prefix, first match wins; datasets no rule names
 (custom COCO jsons) and the synthetic sets use the config's `INPUT.MIN_SIZE_TEST` / `MAX_SIZE_TEST`.
 
     protocol = protocol_for("ade20k_panoptic_val", cfg)
@@ -21,8 +21,8 @@ from openseed.data.registration.common import closest_registered_names
 from openseed.modeling.postprocessing import normalize_tasks
 
 COCO_MAX_DETECTIONS = 100  # COCO API default maxDets (COCO, ADE, ODinW, SegInW, Objects365)
-LVIS_MAX_DETECTIONS = 300  # LVIS API default (spec §10.5)
-VOCABULARY_SOURCE = "metadata"  # the evaluated dataset's own class names (spec §10.6)
+LVIS_MAX_DETECTIONS = 300  # LVIS API default (docs/official_behaviours.md §10.5)
+VOCABULARY_SOURCE = "metadata"  # the evaluated dataset's own class names (docs/official_behaviours.md §10.6)
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,15 @@ class SizeRule:
 
 
 _CONFIG_SIZES = SizeRule(None, None)
-# (dataset-name prefixes, resize) — spec §10.4 table; first match wins.
+# (dataset-name prefixes, resize) — docs/official_behaviours.md §10.4 table; first match wins.
 SIZE_RULES: tuple[tuple[tuple[str, ...], SizeRule], ...] = (
-    (("coco_",), SizeRule(800, 1333, source="spec §10.4 [CODE]")),
-    (("objects365_",), SizeRule(800, 1333, source="spec §10.4 [CODE]")),
-    (("ade20k_",), SizeRule(640, 2560, source="spec §10.4 [CODE]")),
-    (("cityscapes_",), SizeRule(1024, 2048, source="spec §10.4 [CODE]")),
-    (("bdd10k_",), SizeRule(800, 0, "bicubic", source="spec §10.4 [CODE]")),
-    (("scannet_", "sunrgbd_"), SizeRule(512, 0, "bicubic", source="spec §10.4 [CODE]")),
-    (("lvis_", "odinw13_", "odinw35_", "seginw_"), SizeRule(800, 1333, source="spec §10.4 [DESIGN]")),
+    (("coco_",), SizeRule(800, 1333, source="docs/official_behaviours.md §10.4 [CODE]")),
+    (("objects365_",), SizeRule(800, 1333, source="docs/official_behaviours.md §10.4 [CODE]")),
+    (("ade20k_",), SizeRule(640, 2560, source="docs/official_behaviours.md §10.4 [CODE]")),
+    (("cityscapes_",), SizeRule(1024, 2048, source="docs/official_behaviours.md §10.4 [CODE]")),
+    (("bdd10k_",), SizeRule(800, 0, "bicubic", source="docs/official_behaviours.md §10.4 [CODE]")),
+    (("scannet_", "sunrgbd_"), SizeRule(512, 0, "bicubic", source="docs/official_behaviours.md §10.4 [CODE]")),
+    (("lvis_", "odinw13_", "odinw35_", "seginw_"), SizeRule(800, 1333, source="docs/official_behaviours.md §10.4 [DESIGN]")),
     (("pascal_context_",), SizeRule(640, 2560, source="ADE20K convention [DESIGN]")),
     (("synthetic_",), _CONFIG_SIZES),
 )
@@ -60,9 +60,9 @@ class DatasetProtocol:
         evaluator_type: the metadata's `evaluator_type` (selects COCO / LVIS / Cityscapes evaluators).
         min_size, max_size: test resize of the short side / limit of the long side (≤ 0: no limit).
         interpolation: "bilinear" or "bicubic" (image resize of the test mapper).
-        size_source: where the sizes come from ("config" or the spec section).
+        size_source: where the sizes come from ("config" or the docs/official_behaviours.md section).
         max_detections: detections per image the metric considers (COCO API maxDets / LVIS max_dets).
-        prompt_ensemble: text embeddings are the prompt-template ensemble (spec §4.3) — `MODEL.TEXT.EVAL_PROMPT_ENSEMBLE`;
+        prompt_ensemble: text embeddings are the prompt-template ensemble (docs/official_behaviours.md §4.3) — `MODEL.TEXT.EVAL_PROMPT_ENSEMBLE`;
             the paper protocol has it on, and `evaluate` warns when a config turns it off.
         vocabulary_source: "metadata" = the dataset's own class names (`Vocabulary.from_metadata`).
     """
@@ -88,7 +88,7 @@ class DatasetProtocol:
 
     @property
     def computes_masks(self) -> bool:
-        """False for detection-only datasets: the model then skips mask prediction entirely (spec §9.4)."""
+        """False for detection-only datasets: the model then skips mask prediction entirely (docs/official_behaviours.md §9.4)."""
         return self.tasks != ("detection",)
 
     def as_dict(self) -> dict:

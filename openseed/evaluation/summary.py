@@ -1,5 +1,5 @@
 """Summary of evaluation results: one row per dataset, one column per headline metric, the paper's number beside ours
-where spec §13 gives one, and mean / median rows over the datasets of the ODinW and SegInW suites.
+where docs/official_behaviours.md §13 gives one, and mean / median rows over the datasets of the ODinW and SegInW suites.
 
     summary = summarize(results, paper_model="T")   # results = evaluate(...) output
     print(markdown_table(summary))
@@ -34,7 +34,7 @@ COLUMNS = (
     Column("box AP", "bbox", "AP"),
     Column("mIoU", "sem_seg", "mIoU"),
 )
-# suites summarised by the mean and median over their datasets of one column (spec §10.6, §13.3)
+# suites summarised by the mean and median over their datasets of one column (docs/official_behaviours.md §10.6, §13.3)
 SUITE_AGGREGATES = {"odinw13": "box AP", "odinw35": "box AP", "seginw": "mask AP"}
 
 
@@ -107,7 +107,7 @@ def markdown_table(summary: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if summary["paper_model"] and any(row["paper"] for row in summary["rows"]):
         lines.append("")
-        lines.append(f"In parentheses: the paper's OpenSeeD ({summary['paper_model']}) (spec §13; ODinW-35 from the "
+        lines.append(f"In parentheses: the paper's OpenSeeD ({summary['paper_model']}) (docs/official_behaviours.md §13; ODinW-35 from the "
                      "DINOv paper). – : not measured.")
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""Pairwise matching costs between Q predictions and N targets of one image (spec §7.2).
+"""Pairwise matching costs between Q predictions and N targets of one image (docs/official_behaviours.md §7.2).
 
 Every function returns a (Q, N) fp32 cost matrix; lower is a better match. No gradients are needed (the
 matcher runs under `torch.no_grad`), and none of these functions reduce over images.

@@ -1,4 +1,4 @@
-"""Set criterion: matching-based and conditioned-query losses of one batch, already weighted (spec §7.3–7.5).
+"""Set criterion: matching-based and conditioned-query losses of one batch, already weighted (docs/official_behaviours.md §7.3–7.5).
 
 Prediction sets and their key suffixes (i = layer id):
     "_0" = last decoder layer, "_1".."_L" = `aux_outputs` (initial prediction, then layers 1..L-1),
@@ -311,7 +311,7 @@ class SetCriterion(nn.Module):
         self, prediction: dict, dn_meta: dict, targets: list[dict], task: str, num_masks: float, suffix: str,
         draws: TrainingDraws,
     ) -> dict[str, torch.Tensor]:
-        """Conditioned-query losses without matching (spec §7.5): slot g·G + j of image i ↔ GT j of image i.
+        """Conditioned-query losses without matching (docs/official_behaviours.md §7.5): slot g·G + j of image i ↔ GT j of image i.
 
         The normaliser is num_masks · s (s groups of G slots, P = s·G queries per image). The class loss is the focal
         loss of the paired slots only, averaged over the K classes, summed, normalised, then multiplied by P —

@@ -1,4 +1,4 @@
-"""Loss terms on already-paired predictions and targets (spec §7.3), each returning an unnormalised sum.
+"""Loss terms on already-paired predictions and targets (docs/official_behaviours.md §7.3), each returning an unnormalised sum.
 
 The criterion divides these sums by its normaliser (`num_masks`, times the number of DN groups for conditioned
 queries) and multiplies by the configured weights.

@@ -1,6 +1,6 @@
 """Objects365 mask assistance: pseudo-masks for box-only targets from conditioned mask decoding.
 
-[DESIGN, spec §6.3 — not in the official code] For `det` batches the decoder runs one extra group of conditioned
+[DESIGN, docs/official_behaviours.md §6.3 — not in the official code] For `det` batches the decoder runs one extra group of conditioned
 queries (GT box without noise + GT concept embedding) and returns their mask logits as
 `outputs["mask_assist"] = {"pred_masks": (B, G, h, w), "valid": (B, G) bool}`, slot j of image i = GT j of image i.
 These logits are detached and thresholded into a pseudo-mask per GT box (optionally restricted to the box). The

@@ -1,4 +1,4 @@
-"""Hungarian matching of one prediction set to the ground truth, image by image (spec §7.2, §6.2).
+"""Hungarian matching of one prediction set to the ground truth, image by image (docs/official_behaviours.md §7.2, §6.2).
 
 Cost per (query, target) pair:
     COST_CLASS · focal class cost + COST_BOX · L1(cx,cy,w,h) + COST_GIOU · (-GIoU)

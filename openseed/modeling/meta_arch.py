@@ -213,7 +213,7 @@ class OpenSeeD(nn.Module):
 
     def segment_boxes(self, batched_inputs: list[dict], boxes, concepts=None,
                       vocabulary: Vocabulary | None = None) -> list[Instances]:
-        """Box-prompted segmentation (spec §6.3): one mask per given box.
+        """Box-prompted segmentation (docs/official_behaviours.md §6.3): one mask per given box.
 
         Args:
             batched_inputs: list of {"image": uint8 3×H×W, optional "height", "width" (output size)}.

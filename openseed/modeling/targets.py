@@ -3,7 +3,7 @@
 Per image: {"labels": int64[N], "boxes": float[N, 4] (cx, cy, w, h) normalised by the padded batch size,
 "masks": float[N, Hpad, Wpad] (task "seg" only, zero outside the image), "is_thing": bool[N]}.
 Boxes are normalised by the padded batch tensor size — the frame in which the model predicts boxes at inference
-(spec §7.3 [DESIGN], §14 item 28). `boxes_by_image_size=True` (MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE)
+(docs/official_behaviours.md §7.3 [DESIGN], §14 item 28). `boxes_by_image_size=True` (MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE)
 reproduces the reference, which divides by each image's own unpadded size (the same when no padding is added).
 """
 

@@ -1,4 +1,4 @@
-"""Parameter-group rules (spec §11.1): which parameters decay and which LR multiplier each one gets."""
+"""Parameter-group rules (docs/official_behaviours.md §11.1): which parameters decay and which LR multiplier each one gets."""
 
 from pathlib import Path
 
@@ -21,7 +21,7 @@ class ClipStyleLayerNorm(nn.Module):
 
 
 class MiniOpenSeeD(nn.Module):
-    """The parameter kinds of OpenSeeD under their official names (spec §12.3), a few of each."""
+    """The parameter kinds of OpenSeeD under their official names (docs/official_behaviours.md §12.3), a few of each."""
 
     def __init__(self):
         super().__init__()
@@ -61,7 +61,7 @@ class MiniOpenSeeD(nn.Module):
 
 BB, TX = 0.1, 0.1
 P, T = "sem_seg_head.predictor.", "sem_seg_head.predictor.lang_encoder."
-# name -> (lr multiplier, clean-rule weight decay, reference-quirk weight decay), worked out from the spec table.
+# name -> (lr multiplier, clean-rule weight decay, reference-quirk weight decay), worked out from the table of docs/official_behaviours.md §11.1.
 EXPECTED = {
     "backbone.absolute_pos_embed": (BB, 0.0, 0.0),
     "backbone.patch_embed.weight": (BB, 0.05, 0.05),

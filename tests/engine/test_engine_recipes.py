@@ -1,5 +1,5 @@
-"""The pre-training and fine-tuning recipes (spec §11): they load without unknown keys, name registered datasets,
-known mappers and valid tasks, and carry the schedules of the spec's table."""
+"""The pre-training and fine-tuning recipes (docs/official_behaviours.md §11): they load without unknown keys, name registered datasets,
+known mappers and valid tasks, and carry the schedules of the table in docs/official_behaviours.md §11."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Frozen per-dataset protocols (spec §9.5, §10.4, §10.6) and the evaluator chosen for each dataset type."""
+"""Frozen per-dataset protocols (docs/official_behaviours.md §9.5, §10.4, §10.6) and the evaluator chosen for each dataset type."""
 
 from __future__ import annotations
 

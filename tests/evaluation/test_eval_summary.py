@@ -1,4 +1,4 @@
-"""Summary table: headline metrics per dataset, the paper's numbers (spec §13) beside ours, suite mean / median."""
+"""Summary table: headline metrics per dataset, the paper's numbers (docs/official_behaviours.md §13) beside ours, suite mean / median."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ def _matcher(num_points=64):
 
 
 def _independent_cost(logits, boxes, labels, target_boxes, pred_masks=None, target_masks=None, coords=None):
-    """(Q, N) cost written from the spec formulas with plain loops and torch.nn.functional."""
+    """(Q, N) cost written from the formulas of docs/official_behaviours.md §7.2 with plain loops and torch.nn.functional."""
     q_count, n_count = logits.shape[0], len(labels)
     cost = torch.zeros(q_count, n_count)
     giou = generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(target_boxes))
@@ -131,7 +131,7 @@ def test_reference_thing_id_bound_splits_by_class_id():
 
 
 def test_no_split_without_background_queries():
-    # non-decoupled model: Q == num_foreground; stuff targets must still be matched (spec §14 item 11 fixed)
+    # non-decoupled model: Q == num_foreground; stuff targets must still be matched (docs/official_behaviours.md §14 item 11 fixed)
     torch.manual_seed(0)
     outputs = prediction_set(1, 6, 5, 8, requires_grad=False)
     target = make_targets([4], classes=5, thing_classes=0, seed=1)[0]  # all stuff

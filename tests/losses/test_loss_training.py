@@ -19,7 +19,7 @@ from openseed.vocabulary import Vocabulary
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "tiny_decoupled.yaml"
 SEG, DET = "synthetic_panoptic_train", "synthetic_boxes_train"
 # Every parameter gets a gradient tensor in a joint step. In the very first step a few get an all-zero one, because
-# the layer between them and the loss is zero-initialised (spec §5.1, Deformable-DETR init): the hidden layers of the
+# the layer between them and the loss is zero-initialised (docs/official_behaviours.md §5.1, Deformable-DETR init): the hidden layers of the
 # shared box MLP (its last layer is zero) and the pixel decoder's level embedding (it only enters the zero-initialised
 # sampling-offset / attention-weight projections of MSDeformAttn). Both move from the second step on.
 ZERO_GRADIENT_IN_FIRST_STEP = {

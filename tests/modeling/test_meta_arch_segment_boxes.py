@@ -1,4 +1,4 @@
-"""Box-prompted segmentation (`OpenSeeD.segment_boxes`, spec §6.3) on the tiny CPU config."""
+"""Box-prompted segmentation (`OpenSeeD.segment_boxes`, docs/official_behaviours.md §6.3) on the tiny CPU config."""
 
 import pytest
 import torch

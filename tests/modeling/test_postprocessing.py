@@ -1,4 +1,4 @@
-"""Post-processing on hand-built outputs whose results are worked out by hand (spec §9)."""
+"""Post-processing on hand-built outputs whose results are worked out by hand (docs/official_behaviours.md §9)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from openseed.modeling.postprocessing import PostprocessSettings, postprocess
 
 
 def reference_postprocess(class_logits, mask_logits, boxes, tasks, input_size, padded_size, output_size, is_thing, s):
-    """Official spec §9 numerics, written plainly (memory-hungry on purpose)."""
+    """Official numerics (docs/official_behaviours.md §9), written plainly (memory-hungry on purpose)."""
     masks = reference_resize(mask_logits, input_size, padded_size, output_size)
     thing_ids = {i for i, flag in enumerate(is_thing) if flag}
     out = {}

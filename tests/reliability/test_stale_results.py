@@ -17,9 +17,10 @@ from detectron2.data import MetadataCatalog
 from openseed.config import setup_cfg
 from openseed.data.registration.synthetic import register_synthetic_datasets
 from openseed.data.synthetic import generate_synthetic_datasets
-from openseed.evaluation import evaluate, results_path
+from openseed.evaluation import evaluate, protocols, results_path
 from openseed.evaluation import fingerprint as fingerprint_module
-from openseed.evaluation.fingerprint import weights_fingerprint
+from openseed.evaluation.fingerprint import CITATION, weights_fingerprint
+from openseed.evaluation.protocols import SizeRule
 from openseed.vocabulary import Vocabulary
 from tests.evaluation.conftest import TINY_CONFIG
 from tests.evaluation.oracle import GroundTruthModel
@@ -82,6 +83,20 @@ def test_other_protocol_is_evaluated_again(boxes_dataset, tmp_path, caplog):
     _evaluate(boxes_dataset, _cfg(), tmp_path, caplog)
     assert not _reused(_evaluate(boxes_dataset, _cfg("INPUT.MIN_SIZE_TEST", "96"), tmp_path, caplog), caplog)
     assert "another protocol; config (INPUT.MIN_SIZE_TEST)" in caplog.text
+
+
+def test_results_citing_the_design_notes_the_old_way_are_reused(boxes_dataset, tmp_path, caplog, monkeypatch):
+    """Results of versions that cited the design notes as "spec §10.4" stay valid; another source does not."""
+    monkeypatch.setattr(protocols, "size_rule", lambda name: SizeRule(None, None, source=f"{CITATION}10.4 [CODE]"))
+    _evaluate(boxes_dataset, _cfg(), tmp_path, caplog)
+    stored_file = results_path(str(tmp_path), boxes_dataset)
+    for source, reused in (("spec §10.4 [CODE]", True), ("spec §10.4 [DESIGN]", False)):
+        stored = json.loads(open(stored_file).read())
+        stored["protocol"]["size_source"] = source
+        with open(stored_file, "w") as handle:
+            json.dump(stored, handle)
+        assert _reused(_evaluate(boxes_dataset, _cfg(), tmp_path, caplog), caplog) == reused, source
+    assert "another protocol" in caplog.text
 
 
 def test_weights_are_identified_by_content_hashed_once(boxes_dataset, tmp_path, caplog, monkeypatch):

@@ -1,4 +1,4 @@
-"""Official checkpoint conversion (spec §12): layouts, documented drops, validation, and the command line."""
+"""Official checkpoint conversion (docs/official_behaviours.md §12): layouts, documented drops, validation, and the command line."""
 
 from __future__ import annotations
 

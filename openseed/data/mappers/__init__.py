@@ -2,11 +2,11 @@
 
 | name | mapper | task |
 |---|---|---|
-| `coco_panoptic_lsj` | `COCOPanopticLSJMapper` (spec §10.1) | seg |
+| `coco_panoptic_lsj` | `COCOPanopticLSJMapper` (docs/official_behaviours.md §10.1) | seg |
 | `coco_instance_lsj` | `COCOInstanceLSJMapper` | seg |
-| `objects365_lsj` (`object365`) | `Objects365LSJMapper` (spec §10.2) | det |
-| `mask_former_semantic` / `_panoptic` / `_instance` | `MaskFormer{Semantic,Panoptic,Instance}Mapper` (§10.3) | seg |
-| `test` | `TestMapper` (spec §10.4) | evaluation |
+| `objects365_lsj` (`object365`) | `Objects365LSJMapper` (docs/official_behaviours.md §10.2) | det |
+| `mask_former_semantic` / `_panoptic` / `_instance` | `MaskFormer{Semantic,Panoptic,Instance}Mapper` (docs/official_behaviours.md §10.3) | seg |
+| `test` | `TestMapper` (docs/official_behaviours.md §10.4) | evaluation |
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Large-scale-jitter (LSJ) training mappers for segmentation data (spec §10.1): COCO panoptic and COCO instances.
+"""Large-scale-jitter (LSJ) training mappers for segmentation data (docs/official_behaviours.md §10.1): COCO panoptic and COCO instances.
 
 Augmentation, in order: random horizontal flip (p = 0.5), `ResizeScale` (s ~ U(MIN_SCALE, MAX_SCALE); the image is
 resized bilinearly, aspect kept, to fit inside s·IMAGE_SIZE square), `FixedSizeCrop(IMAGE_SIZE²)` (random crop when

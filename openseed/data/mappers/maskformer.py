@@ -1,4 +1,4 @@
-"""MaskFormer-style fine-tuning mappers (spec §10.3): `mask_former_semantic`, `mask_former_panoptic`,
+"""MaskFormer-style fine-tuning mappers (docs/official_behaviours.md §10.3): `mask_former_semantic`, `mask_former_panoptic`,
 `mask_former_instance`.
 
 Augmentation, in order: ResizeShortestEdge(MIN_SIZE_TRAIN, MAX_SIZE_TRAIN, MIN_SIZE_TRAIN_SAMPLING); when

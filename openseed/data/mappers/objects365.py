@@ -1,4 +1,4 @@
-"""Box-only LSJ training mapper (`objects365_lsj`, official name `object365`; spec §10.2).
+"""Box-only LSJ training mapper (`objects365_lsj`, official name `object365`; docs/official_behaviours.md §10.2).
 
 The same flip / ResizeScale / FixedSizeCrop pipeline as the COCO LSJ mapper. Crowd boxes are dropped. A box that is
 not finite, of zero or negative width or height, or entirely outside the image is dropped before the transform,

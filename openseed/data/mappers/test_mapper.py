@@ -1,4 +1,4 @@
-"""Test-time mapper (spec §10.4): ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST), no padding (the model pads).
+"""Test-time mapper (docs/official_behaviours.md §10.4): ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST), no padding (the model pads).
 
 Output: the dataset dict without "annotations", plus "image" (uint8 3×h×w, resized) and the original "height" /
 "width" (the size predictions are returned at). A missing, corrupt or wrongly sized image raises `BadSampleError`

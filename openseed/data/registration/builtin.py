@@ -1,6 +1,6 @@
 """Register every real dataset under `$DETECTRON2_DATASETS` (default `datasets`); imported by `openseed.data`.
 
-Names follow Detectron2 and the official configs (spec §10.5); where Detectron2 registers the same name (COCO,
+Names follow Detectron2 and the official configs (docs/official_behaviours.md §10.5); where Detectron2 registers the same name (COCO,
 LVIS, Cityscapes, ADE20K semantic) our registration replaces it so every dataset carries the same metadata keys
 (`tasks`, `expected_num_classes`, `vocabulary_source`, see `common.py`). Files are only read when a dataset is used;
 the expected layout of every dataset is in `datasets/README.md`.

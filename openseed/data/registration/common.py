@@ -4,7 +4,7 @@ Every real dataset is registered whether or not its files are present; `DatasetC
 files are missing raises `DatasetFilesMissing` naming the paths it looked for and pointing to `datasets/README.md`.
 
 Metadata keys set for every dataset (besides Detectron2's `thing_classes`, `stuff_classes`, id maps, roots):
-- `tasks`: the evaluation tasks of the dataset (spec §9.5), a tuple drawn from `TASKS`;
+- `tasks`: the evaluation tasks of the dataset (docs/official_behaviours.md §9.5), a tuple drawn from `TASKS`;
 - `evaluator_type`, `ignore_label`;
 - `expected_num_classes`: the size of the dataset's vocabulary (None where only its files know it: SegInW sets);
 - `vocabulary_source`: `"shipped"` (names known without the data) or `"annotations"` (names read from the dataset's

@@ -1,4 +1,4 @@
-"""Evaluation suites: a suite name -> the registered dataset names it evaluates (spec §10.6, §13).
+"""Evaluation suites: a suite name -> the registered dataset names it evaluates (docs/official_behaviours.md §10.6, §13).
 
 `suite_datasets("odinw13")` gives the 13 `odinw13_*_val` names; "zeroshot" is the paper's Table 2 (ADE20K,
 Cityscapes, LVIS, BDD, ScanNet, SUN RGB-D); "synthetic" is every synthetic evaluation set (`synthetic.py`).

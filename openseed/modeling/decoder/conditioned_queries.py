@@ -1,4 +1,4 @@
-"""Conditioned queries: GT box + GT concept -> query (spec §5.4, §6.3).
+"""Conditioned queries: GT box + GT concept -> query (docs/official_behaviours.md §5.4, §6.3).
 
 One block of conditioned queries is prepended to the matching queries: `num_groups` groups of `group_size` slots.
 In every group, image i's boxes occupy slots [0, n_i) in order; the other slots are padding (content 0, box logits 0).

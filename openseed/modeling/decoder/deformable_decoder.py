@@ -1,4 +1,4 @@
-"""DINO-style deformable transformer decoder with iterative box refinement (spec §5.5).
+"""DINO-style deformable transformer decoder with iterative box refinement (docs/official_behaviours.md §5.5).
 
 Tensors are batch-first: queries B×Q×C, memory B×S×C (S = sum of H_l·W_l over the L levels, coarsest level first),
 reference boxes B×Q×4 as (cx, cy, w, h) in [0, 1] of the padded input. Every layer conditions its queries on a sine

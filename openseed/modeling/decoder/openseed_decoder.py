@@ -1,6 +1,6 @@
 """The OpenSeeD predictor (`sem_seg_head.predictor`): query selection, conditioned queries, decoding, heads.
 
-Official attribute names are kept so official checkpoints load 1:1 (spec §5.1, §12.3): `lang_encoder`,
+Official attribute names are kept so official checkpoints load 1:1 (docs/official_behaviours.md §5.1, §12.3): `lang_encoder`,
 `lang_mapper` (D×C), `class_embed` (C×D), `query_feat`/`query_embed` (decoupled only), `enc_output`,
 `enc_output_norm`, `mask_embed`, `decoder_norm` (= `decoder.norm`), `decoder`, and the one box MLP `_bbox_embed`,
 also registered as every entry of `bbox_embed` and `decoder.bbox_embed`.

@@ -1,4 +1,4 @@
-"""Two-stage, language-guided selection of foreground queries and the learnable background queries (spec §5.2-5.3).
+"""Two-stage, language-guided selection of foreground queries and the learnable background queries (docs/official_behaviours.md §5.2-5.3).
 
 Every token of the flattened encoder memory gets an anchor box; tokens are transformed (`enc_output` +
 `enc_output_norm`, owned by the predictor), scored against the vocabulary's text embeddings, and the top-k tokens by

@@ -1,4 +1,4 @@
-"""OpenSeeD pixel decoder: multi-scale deformable transformer encoder + one FPN level + mask features (spec §3).
+"""OpenSeeD pixel decoder: multi-scale deformable transformer encoder + one FPN level + mask features (docs/official_behaviours.md §3).
 
 `OpenSeeDPixelDecoder.forward_features(features)` takes the backbone dict {name: B×C×H/s×W/s} and returns
   mask_features         B×MASK_DIM×H/4×W/4 (1×1 conv on the FPN output at the finest backbone level)

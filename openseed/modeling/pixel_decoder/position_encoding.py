@@ -1,4 +1,4 @@
-"""2-D sine position embedding of a feature map (DETR style, normalised coordinates), spec §3 item 3.
+"""2-D sine position embedding of a feature map (DETR style, normalised coordinates), docs/official_behaviours.md §3 item 3.
 
 For a map of size H×W, position (i, j) (0-based) has coordinates y = (i+1)/(H+ε)·2π and x = (j+1)/(W+ε)·2π
 (ε = 1e-6, the cumulative count of unmasked pixels divided by the total, as in the reference). Each coordinate is

@@ -1,4 +1,4 @@
-"""Inference post-processing of one image's query outputs (spec §9), exact to the official numerics, lean in memory.
+"""Inference post-processing of one image's query outputs (docs/official_behaviours.md §9), exact to the official numerics, lean in memory.
 
 Entry point (used by the meta-architecture, once per image)::
 

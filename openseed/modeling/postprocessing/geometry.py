@@ -1,4 +1,4 @@
-"""Image geometry at inference and the two coordinate conversions it implies (spec §9, common steps 2-3).
+"""Image geometry at inference and the two coordinate conversions it implies (docs/official_behaviours.md §9, common steps 2-3).
 
 An evaluated image goes through three sizes: the *input* size after the test-time resize (what the network sees,
 before padding), the *padded* size (the batch tensor, a multiple of the size divisibility) and the *output* size

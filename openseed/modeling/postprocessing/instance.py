@@ -1,4 +1,4 @@
-"""Instance segmentation and box detection from query outputs (spec §9.3, §9.4).
+"""Instance segmentation and box detection from query outputs (docs/official_behaviours.md §9.3, §9.4).
 
 Over the first `num_foreground_queries` queries: top-k (k = `detections_per_image`) of the flattened sigmoid
 class scores (queries × classes; the same query may appear with several classes), restricted to thing classes when

@@ -1,4 +1,4 @@
-"""Panoptic merge of query masks (spec §9.1), vectorised and chunked.
+"""Panoptic merge of query masks (docs/official_behaviours.md §9.1), vectorised and chunked.
 
 Official rule, over all queries: keep queries whose max sigmoid class score is > `object_mask_threshold`; their
 score becomes the sharpened max_k softmax(sigmoid(logits) / T) when `transform_eval` is on (the filter used the

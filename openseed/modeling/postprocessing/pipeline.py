@@ -1,4 +1,4 @@
-"""`postprocess`: one image's raw query outputs -> Detectron2-format results for the requested tasks (spec §9)."""
+"""`postprocess`: one image's raw query outputs -> Detectron2-format results for the requested tasks (docs/official_behaviours.md §9)."""
 
 from __future__ import annotations
 

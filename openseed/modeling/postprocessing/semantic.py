@@ -1,4 +1,4 @@
-"""Semantic segmentation from query outputs (spec §9.2).
+"""Semantic segmentation from query outputs (docs/official_behaviours.md §9.2).
 
 sem_seg[k] = Σ_q p[q, k] · sigmoid(mask_q), over all queries, with p = sigmoid(logits), sharpened to
 softmax(p / T) over classes when `transform_eval` is on. The sum is accumulated tile by tile (a chunk of queries

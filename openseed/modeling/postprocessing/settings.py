@@ -1,4 +1,4 @@
-"""Test-time settings of the post-processing (`MODEL.DECODER.TEST.*`, spec §9 and §16) and the task names."""
+"""Test-time settings of the post-processing (`MODEL.DECODER.TEST.*`, docs/official_behaviours.md §9 and §16) and the task names."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ RESOLUTIONS = ("output", "network")
 
 @dataclass(frozen=True)
 class PostprocessSettings:
-    """Thresholds and switches of spec §9 (defaults = the paper model's eval config).
+    """Thresholds and switches of docs/official_behaviours.md §9 (defaults = the paper model's eval config).
 
     Attributes:
         object_mask_threshold: panoptic keeps queries whose max sigmoid class score is above this.

@@ -1,4 +1,4 @@
-"""The official CLIP-style text transformer (spec §4.1), parameter names as the official checkpoints.
+"""The official CLIP-style text transformer (docs/official_behaviours.md §4.1), parameter names as the official checkpoints.
 
 Keys (under `sem_seg_head.predictor.lang_encoder.lang_encoder.`): `token_embedding.weight`, `positional_embedding`,
 `resblocks.{i}.attn.{in_proj_weight,in_proj_bias,out_proj.weight,out_proj.bias}`, `resblocks.{i}.ln_1.*`,

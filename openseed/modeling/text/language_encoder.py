@@ -1,10 +1,10 @@
 """`LanguageEncoder` (= `sem_seg_head.predictor.lang_encoder`): vocabulary -> unit-norm text embeddings K×DIM_PROJ,
-and the class logits of visual embeddings against them (spec §4).
+and the class logits of visual embeddings against them (docs/official_behaviours.md §4).
 
 Attributes (official names, so checkpoints map 1:1): `lang_encoder` (the CLIP-style transformer or a Hugging Face
 backbone), `lang_proj` (width×DIM_PROJ), `logit_scale` (scalar; logits use exp(logit_scale)).
 
-Prompts (spec §4.3): a class name is normalised with `openseed.vocabulary.normalize_class_name` and put into a prompt
+Prompts (docs/official_behaviours.md §4.3): a class name is normalised with `openseed.vocabulary.normalize_class_name` and put into a prompt
 template. Evaluation encodes every template (prompt ensemble: each prompt embedding L2-normalised, mean over the
 prompts of a class, renormalised), without gradients, cached per (names, normalisation, templates) in memory and
 optionally on disk. Training draws one template per class (and one synonym per class for "a/b" names) and keeps the

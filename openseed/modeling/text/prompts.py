@@ -1,4 +1,4 @@
-"""Prompt templates for class names: "{}." followed by the 80 public CLIP ImageNet templates (spec §4.3).
+"""Prompt templates for class names: "{}." followed by the 80 public CLIP ImageNet templates (docs/official_behaviours.md §4.3).
 
 Evaluation encodes every template and averages the normalised embeddings (prompt ensembling); training draws one
 template per class at random. The order is the official one: index 0 is the bare name.

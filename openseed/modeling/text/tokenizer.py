@@ -1,6 +1,6 @@
 """Text tokenisation for the text encoders: fixed-length token ids and attention masks.
 
-The CLIP tokenizer is the Hugging Face `CLIPTokenizer` of `openai/clip-vit-base-patch32` (the official choice, spec
+The CLIP tokenizer is the Hugging Face `CLIPTokenizer` of `openai/clip-vit-base-patch32` (the official choice, docs/official_behaviours.md
 §4.1) built offline from the BPE merges file that ships with `open_clip` (`bpe_simple_vocab_16e6.txt.gz`): vocabulary
 49 408, `<|startoftext|>` = 49406, `<|endoftext|>` = 49407 = padding. As in the official slow tokenizer, text goes
 through `ftfy.fix_text` first.
