@@ -36,7 +36,7 @@ if ! "$VPY" -c 'import detectron2.modeling' 2>/dev/null; then
   "$VPY" -m pip install -q --no-deps --only-binary=:all: --python-version 3.10 --target "$purelib" sal-detectron2==0.7.2 \
     || die "could not install Detectron2 (sal-detectron2==0.7.2). On a GPU machine you may build upstream Detectron2 from source into $VENV instead."
 fi
-"$VPY" -m pip install -q -e ".[dev,web,onnx]" "torch==2.14.1" "torchvision==0.29.1" "numpy<2"
+"$VPY" -m pip install -q -e ".[dev,wandb,web,onnx]" "torch==2.14.1" "torchvision==0.29.1" "numpy<2"
 "$VPY" -c 'import detectron2.modeling' 2>/dev/null \
   || die "Detectron2 is installed but fails to import: $("$VPY" -c 'import detectron2.modeling' 2>&1 | tail -n 1). Reinstall it (rm -rf $VENV and rerun make setup) or build it from source."
 echo "$want" > "$STAMP"

@@ -51,7 +51,11 @@ class WandbWriter(EventWriter):
     account: the run is stored under `OUTPUT_DIR/wandb` and can be synced later with `wandb sync`)."""
 
     def __init__(self, *, project: str, name: str, mode: str, output_dir: str, config: dict, window_size: int):
-        import wandb
+        try:
+            import wandb
+        except ImportError as error:
+            raise ImportError("WANDB.ENABLED is True but the `wandb` package is not installed: install the extra "
+                              "(pip install -e '.[wandb]') or set WANDB.ENABLED False") from error
 
         os.makedirs(output_dir, exist_ok=True)
         self._run = wandb.init(

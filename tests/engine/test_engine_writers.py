@@ -1,6 +1,7 @@
 """Console printer (total and per-dataset losses with ETA) and the offline Weights & Biases writer."""
 
 import logging
+import sys
 
 import pytest
 import torch
@@ -46,3 +47,12 @@ def test_wandb_offline_writer_logs_scalars(tmp_path, monkeypatch):
     for writer in writers:
         writer.close()
     assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_wandb_writer_without_the_package_names_the_extra_and_the_key(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # what an installation without the `wandb` extra looks like
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = str(tmp_path)
+    cfg.WANDB.ENABLED = True
+    with pytest.raises(ImportError, match=r"WANDB.ENABLED.*\[wandb\]"):
+        build_writers(cfg, max_iter=10, log_period=1)
