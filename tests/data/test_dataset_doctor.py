@@ -12,6 +12,7 @@ from PIL import Image
 
 from openseed.data.dataset_doctor import check_coco_dataset
 from openseed.data.synthetic.custom import ensure_custom_dataset
+from tests.tool_loader import script_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,7 +129,7 @@ def test_panoptic_empty_segment_and_unlabelled_pixels(tiny_synthetic):
 
 
 def test_tool_exit_status_and_registered_name(tmp_path, custom_set):
-    env_cmd = [sys.executable, str(REPO_ROOT / "tools" / "check_dataset.py")]
+    env_cmd = [sys.executable, str(script_path("tools/check_dataset.py"))]
     good = subprocess.run(env_cmd + ["--json", str(custom_set / "annotations" / "train.json"), "--image-root",
                                      str(custom_set / "images" / "train")], capture_output=True, text=True,
                           cwd=REPO_ROOT, env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from openseed.data.synthetic import generate_synthetic_datasets
+from tests.tool_loader import script_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TRAIN_NET = REPO_ROOT / "tools" / "train_net.py"
+TRAIN_NET = script_path("tools/train_net.py")
 TINY_CONFIG = str(REPO_ROOT / "configs" / "tiny" / "tiny_decoupled.yaml")
 # The tiny model at 64² crops, one image per dataset and few sampled points: well under a second per iteration.
 FAST_TINY = [

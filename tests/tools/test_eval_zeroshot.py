@@ -19,9 +19,10 @@ from openseed.commands import eval_zeroshot
 from openseed.config import setup_cfg
 from openseed.data.registration.suites import suite_datasets
 from openseed.data.synthetic import generate_synthetic_datasets
+from tests.tool_loader import script_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOL = REPO_ROOT / "tools" / "eval_zeroshot.py"
+TOOL = script_path("tools/eval_zeroshot.py")
 TINY_CONFIG = str(REPO_ROOT / "configs" / "tiny" / "tiny_decoupled.yaml")
 SYNTHETIC = suite_datasets("synthetic")
 

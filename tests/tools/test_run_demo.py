@@ -21,6 +21,7 @@ from openseed.visualization import (
     stack_rows,
 )
 from openseed.vocabulary import Vocabulary
+from tests.tool_loader import script_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo" / "openseed_demo.yaml"
@@ -153,7 +154,7 @@ def test_shortened_demo_pipeline(tmp_path):
     """`tools/run_demo.py` with tiny synthetic sets and a few iterations: every file and metric key is there."""
     output = tmp_path / "demo"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    command = [sys.executable, str(REPO_ROOT / "tools" / "run_demo.py"), "--config-file", str(DEMO_CONFIG),
+    command = [sys.executable, str(script_path("tools/run_demo.py")), "--config-file", str(DEMO_CONFIG),
                "--output", str(output), "--datasets-root", str(tmp_path / "datasets"), "--num-train", "6",
                "--num-val", "3", "--num-pictures", "2",
                "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)", "SOLVER.WARMUP_ITERS", "0", "SOLVER.LOG_PERIOD", "1",
