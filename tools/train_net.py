@@ -27,6 +27,7 @@ from datetime import timedelta
 import torch
 from detectron2.utils import comm
 
+from openseed.checkpoint import ADAPTER_FILENAME, load_adapter, save_adapter
 from openseed.config import setup_cfg
 from openseed.data.registration.custom_coco import register_custom_datasets
 from openseed.engine import (
@@ -37,7 +38,6 @@ from openseed.engine import (
     launch,
     setup,
 )
-from openseed.engine.adapter_file import ADAPTER_FILENAME, load_adapter, save_adapter
 from openseed.evaluation import evaluate, paper_model_for, write_summary
 from openseed.utils.malloc import tune_malloc
 

@@ -24,7 +24,7 @@ from torch import nn
 from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary, normalize_class_name, synonyms
 
-from .clip_transformer import ClipTextTransformer, load_language_weights
+from .clip_transformer import ClipTextTransformer
 from .embedding_cache import EmbeddingCache
 from .hf_encoder import HFTextEncoder, default_hf_model_path, hf_tokenizer
 from .prompts import PROMPT_TEMPLATES
@@ -114,8 +114,6 @@ class LanguageEncoder(nn.Module):
                 causal=text.CAUSAL,
                 activation_checkpoint=text.ACTIVATION_CHECKPOINT,
             )
-            if text.INIT_WEIGHTS:
-                load_language_weights(lang_encoder, text.INIT_WEIGHTS)
             tokenizer = clip_tokenizer(text.CONTEXT_LENGTH)
         elif text.ENCODER == "hf":
             if text.INIT_WEIGHTS:
