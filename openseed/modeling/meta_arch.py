@@ -11,22 +11,15 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import ImageList, Instances
 from torch import Tensor, nn
 
 from openseed.losses import SetCriterion
 from openseed.modeling.decoder import BoxPrompts
 from openseed.modeling.decoder.conditioned_queries import prompt_boxes_from_pixels
 from openseed.modeling.head import OpenSeeDHead
-from openseed.modeling.postprocessing import (
-    ImageGeometry,
-    PostprocessSettings,
-    boxes_to_output_pixels,
-    normalize_tasks,
-    postprocess,
-    resize_mask_logits,
-)
-from openseed.modeling.postprocessing.resize_results import resize_instances
+from openseed.modeling.postprocessing import ImageGeometry, PostprocessSettings, normalize_tasks, postprocess
+from openseed.modeling.postprocessing.box_prompts import box_prompt_instances, empty_box_prompt_instances
 from openseed.modeling.targets import build_targets
 from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary
@@ -244,7 +237,7 @@ class OpenSeeD(nn.Module):
         prompt_boxes, valid = prompt_boxes_from_pixels(boxes, output_sizes, images.image_sizes, padded_size,
                                                        self.device)
         if valid.shape[1] == 0:
-            return [_empty_instances(size, self.device) for size in output_sizes]
+            return [empty_box_prompt_instances(size, self.device) for size in output_sizes]
 
         concept_ids, prompt_text = None, None
         if concepts is not None:
@@ -266,37 +259,12 @@ class OpenSeeD(nn.Module):
         for index, output_size in enumerate(output_sizes):
             count = int(valid[index].sum())
             geometry = ImageGeometry(images.image_sizes[index], padded_size, output_size)
-            at_network = (self.postprocess_settings.resolution == "network"
-                          and output_size[0] * output_size[1] > geometry.input_size[0] * geometry.input_size[1])
-            if at_network:
-                geometry = ImageGeometry(geometry.input_size, padded_size, geometry.input_size)
-            mask_logits = resize_mask_logits(prompts["pred_masks"][index, :count], geometry)
-            masks = mask_logits > 0
-            mask_scores = (mask_logits.sigmoid() * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
-            probs = prompts["pred_logits"][index, :count].sigmoid().float()
-            if vocabulary is None and concepts is not None:
-                classes = concept_ids[index].to(probs.device)
-                class_scores = probs.gather(1, classes[:, None])[:, 0]
-            else:
-                class_scores, classes = probs.max(-1)
-            result = Instances(output_size)
-            result.pred_masks = masks
-            result.pred_boxes = Boxes(boxes_to_output_pixels(prompts["pred_boxes"][index, :count].float(), geometry))
-            result.scores = class_scores * mask_scores.to(class_scores.device)
-            result.pred_classes = classes
-            if at_network:
-                result = resize_instances(result, output_size, self.postprocess_settings.max_chunk_elements)
-            results.append(result)
+            classes = concept_ids[index] if vocabulary is None and concepts is not None else None
+            results.append(box_prompt_instances(prompts["pred_logits"][index, :count],
+                                                prompts["pred_masks"][index, :count],
+                                                prompts["pred_boxes"][index, :count], geometry,
+                                                self.postprocess_settings, classes))
         return results
-
-
-def _empty_instances(output_size: tuple[int, int], device: torch.device) -> Instances:
-    result = Instances(output_size)
-    result.pred_masks = torch.zeros(0, *output_size, dtype=torch.bool, device=device)
-    result.pred_boxes = Boxes(torch.zeros(0, 4, device=device))
-    result.scores = torch.zeros(0, device=device)
-    result.pred_classes = torch.zeros(0, dtype=torch.long, device=device)
-    return result
 
 
 def _concept_vocabulary(concepts, counts: list[int]) -> tuple[Vocabulary, list[Tensor]]:
