@@ -169,6 +169,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.DECODER.TEST.POSTPROCESS_RESOLUTION = "output"
 
     # Data (spec §8, §10; preface 1, 9). Lists below are aligned with DATASETS.TRAIN, one entry per dataset.
+    # They are checked together and read as one record per dataset by openseed/data/train_specs.py.
     cfg.DATASETS.TRAIN = ("coco_2017_train_panoptic", "objects365_v2_train")
     cfg.DATASETS.TEST = ("coco_2017_val_panoptic_with_sem_seg",)
     cfg.DATASETS.TRAIN_TASKS = ("seg", "det")

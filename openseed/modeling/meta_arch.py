@@ -5,15 +5,13 @@ See docs/architecture.md ("Model") for the contract of `forward`, `bind` and `se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import ImageList, Instances
 from torch import Tensor, nn
 
+from openseed.data.train_specs import TrainDatasetSpec, train_dataset_specs
 from openseed.losses import SetCriterion
 from openseed.modeling.decoder import BoxPrompts
 from openseed.modeling.decoder.conditioned_queries import prompt_boxes_from_pixels
@@ -27,26 +25,6 @@ from openseed.vocabulary import Vocabulary
 GENERIC_PROMPT_VOCABULARY = Vocabulary.from_names(["object"])
 
 
-@dataclass(frozen=True)
-class TrainDataset:
-    """One entry of DATASETS.TRAIN with its task ("seg"/"det") and loss multiplier."""
-
-    name: str
-    task: str
-    loss_weight: float
-
-
-def train_datasets_from_config(cfg) -> tuple[TrainDataset, ...]:
-    names, tasks, weights = cfg.DATASETS.TRAIN, cfg.DATASETS.TRAIN_TASKS, cfg.DATASETS.TRAIN_LOSS_WEIGHTS
-    if not (len(names) == len(tasks) == len(weights)):
-        raise ValueError(f"DATASETS.TRAIN ({len(names)}), DATASETS.TRAIN_TASKS ({len(tasks)}) and "
-                         f"DATASETS.TRAIN_LOSS_WEIGHTS ({len(weights)}) must have one entry per dataset")
-    for name, task in zip(names, tasks):
-        if task not in ("seg", "det"):
-            raise ValueError(f"DATASETS.TRAIN_TASKS: task of {name!r} must be 'seg' or 'det', got {task!r}")
-    return tuple(TrainDataset(n, t, float(w)) for n, t, w in zip(names, tasks, weights))
-
-
 @META_ARCH_REGISTRY.register()
 class OpenSeeD(nn.Module):
     """Backbone + `sem_seg_head` (pixel decoder, predictor with `lang_encoder`) + set criterion."""
@@ -58,7 +36,7 @@ class OpenSeeD(nn.Module):
         backbone: Backbone,
         sem_seg_head: OpenSeeDHead,
         criterion: SetCriterion,
-        train_datasets: tuple[TrainDataset, ...],
+        train_datasets: tuple[TrainDatasetSpec, ...],
         pixel_mean: tuple[float, float, float],
         pixel_std: tuple[float, float, float],
         size_divisibility: int,
@@ -92,7 +70,7 @@ class OpenSeeD(nn.Module):
             "backbone": backbone,
             "sem_seg_head": OpenSeeDHead(cfg, backbone.output_shape()),
             "criterion": SetCriterion(cfg),
-            "train_datasets": train_datasets_from_config(cfg),
+            "train_datasets": train_dataset_specs(cfg),
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
             "size_divisibility": cfg.MODEL.DECODER.SIZE_DIVISIBILITY,
@@ -153,7 +131,7 @@ class OpenSeeD(nn.Module):
             if len(batch) == 0:
                 continue
             dataset = self.train_datasets[name]
-            vocab = vocabulary or Vocabulary.from_metadata(MetadataCatalog.get(name))
+            vocab = vocabulary or dataset.vocabulary()
             for key, value in self._dataset_losses(batch, vocab, dataset.task, draws.scoped(dataset.task)).items():
                 losses[f"{name}.{key}"] = value * dataset.loss_weight
         return losses
