@@ -10,6 +10,7 @@ from detectron2.modeling import build_model
 
 from openseed.checkpoint import CheckpointMismatchError, load_model_weights, save_checkpoint
 from openseed.config import setup_cfg
+from openseed.utils.benchmark_inputs import build_benchmark_model
 
 TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny" / "tiny_decoupled.yaml")
 TEXT = "sem_seg_head.predictor.lang_encoder."
@@ -61,6 +62,9 @@ def test_text_init_weights_one_rule(tmp_path):
     np.testing.assert_allclose(loaded[POSITIONS].numpy(), expected, rtol=1e-5, atol=1e-6)
     for key, value in model.backbone.state_dict().items():
         assert torch.equal(value, backbone_before[key]), key
+    _, benchmarked = build_benchmark_model(TINY, opts)  # the benchmarks' path gets the same initial weights
+    for key, value in loaded.items():
+        assert torch.equal(text_state(benchmarked)[key], value), key
 
     # keys relative to the text encoder, same context length: loaded as they are
     save_checkpoint(text_state(plain), tmp_path / "text_only.pth")
