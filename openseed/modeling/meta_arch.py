@@ -5,6 +5,9 @@ See docs/architecture.md ("Model") for the contract of `forward`, `bind` and `se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
@@ -36,7 +39,7 @@ class OpenSeeD(nn.Module):
         backbone: Backbone,
         sem_seg_head: OpenSeeDHead,
         criterion: SetCriterion,
-        train_datasets: tuple[TrainDatasetSpec, ...],
+        train_datasets: tuple[TrainDatasetSpec, ...] | Callable[[], tuple[TrainDatasetSpec, ...]],
         pixel_mean: tuple[float, float, float],
         pixel_std: tuple[float, float, float],
         size_divisibility: int,
@@ -51,7 +54,7 @@ class OpenSeeD(nn.Module):
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
         self.criterion = criterion
-        self.train_datasets = {d.name: d for d in train_datasets}
+        self._train_datasets = train_datasets
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.size_divisibility = size_divisibility
@@ -70,7 +73,7 @@ class OpenSeeD(nn.Module):
             "backbone": backbone,
             "sem_seg_head": OpenSeeDHead(cfg, backbone.output_shape()),
             "criterion": SetCriterion(cfg),
-            "train_datasets": train_dataset_specs(cfg),
+            "train_datasets": partial(train_dataset_specs, cfg.clone()),
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
             "size_divisibility": cfg.MODEL.DECODER.SIZE_DIVISIBILITY,
@@ -79,6 +82,15 @@ class OpenSeeD(nn.Module):
             "postprocess_settings": PostprocessSettings.from_config(cfg),
             "target_boxes_by_image_size": cfg.MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE,
         }
+
+    @property
+    def train_datasets(self) -> dict[str, TrainDatasetSpec]:
+        """Name -> record of each training dataset (`openseed.data.train_specs`). From a config, the records are made
+        and validated when training first needs them, so a model built for inference does not depend on the
+        training-data keys."""
+        if callable(self._train_datasets):
+            self._train_datasets = self._train_datasets()
+        return {spec.name: spec for spec in self._train_datasets}
 
     @property
     def device(self) -> torch.device:

@@ -69,3 +69,9 @@ def test_loader_and_meta_architecture_use_the_records(tiny_synthetic):
     model = build_model(model_cfg)
     assert tuple(model.train_datasets.values()) == train_dataset_specs(model_cfg)
     assert [(s.task, s.loss_weight) for s in model.train_datasets.values()] == [("seg", 1.0), ("det", 0.5)]
+
+
+def test_a_model_built_for_inference_does_not_depend_on_the_training_keys():
+    model = build_model(setup_cfg(TINY, ["DATALOADER.TRAIN_IMS_PER_GPU", "(1,)"]))  # 2 datasets, 1 batch size
+    with pytest.raises(ValueError, match=r"DATALOADER.TRAIN_IMS_PER_GPU \(1,\) must be non-empty and of equal"):
+        model.train_datasets  # noqa: B018  (made when training needs them)
