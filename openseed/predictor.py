@@ -32,10 +32,10 @@ from detectron2.modeling import build_model
 from detectron2.structures import Instances
 from PIL import Image
 
+from openseed.checkpoint import load_model_weights
 from openseed.config import setup_cfg
 from openseed.data.mappers.robust import pil_to_array, read_image_checked
 from openseed.data.mappers.test_mapper import TestMapper
-from openseed.engine.adapter_file import load_model_weights
 from openseed.modeling.postprocessing import RESOLUTIONS, PostprocessSettings
 from openseed.vocabulary import Vocabulary
 

@@ -28,9 +28,10 @@ from detectron2.utils.visualizer import GenericMask, Visualizer
 from panopticapi.utils import rgb2id
 from PIL import Image
 
+from openseed.structures import OUTPUT_TASKS
 from openseed.vocabulary import Vocabulary
 
-TASKS_DRAWN = ("panoptic", "instance", "semantic", "detection")
+TASKS_DRAWN = OUTPUT_TASKS
 TITLE_HEIGHT = 22
 MASK_ALPHA = 0.5  # opacity of a mask's fill: drawn = (1 - α)·image + α·colour (Detectron2's default image mode)
 

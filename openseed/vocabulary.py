@@ -103,3 +103,10 @@ class Vocabulary:
         if stuff_classes:
             return cls(tuple(stuff_classes), (False,) * len(stuff_classes))
         raise ValueError(f"dataset {name!r} has neither thing_classes nor stuff_classes in its metadata")
+
+
+def dataset_vocabulary(name: str) -> Vocabulary:
+    """The vocabulary of registered dataset `name` (`Vocabulary.from_metadata` of its `MetadataCatalog` entry)."""
+    from detectron2.data import MetadataCatalog
+
+    return Vocabulary.from_metadata(MetadataCatalog.get(name))

@@ -10,10 +10,11 @@ from detectron2.structures import Instances
 from PIL import Image
 
 import openseed
+from openseed.checkpoint import CheckpointMismatchError
 from openseed.checkpoint.io import save_checkpoint
 from openseed.config import setup_cfg
 from openseed.data.mappers.robust import BadSampleError
-from openseed.engine import CheckpointMismatchError
+from openseed.data.mappers.test_mapper import TestMapper
 from openseed.predictor import Predictor, load_rgb_image, make_vocabulary
 from openseed.vocabulary import Vocabulary
 
@@ -94,6 +95,20 @@ def test_model_input_resizes_like_the_evaluation(predictor):
     assert item["image"].dtype == torch.uint8
     short, long = sorted(item["image"].shape[1:])
     assert short == cfg.INPUT.MIN_SIZE_TEST and long == round(144 * cfg.INPUT.MIN_SIZE_TEST / 96)
+
+
+def test_model_input_max_size_zero_means_no_limit_as_in_the_test_mapper():
+    """INPUT.MAX_SIZE_TEST ≤ 0 leaves the long side unlimited, in the Predictor as in `TestMapper` (evaluation)."""
+    wide = _image(8, 400)
+    sizes = {}
+    for max_size in (0, -1, 1333):
+        cfg = setup_cfg(TINY_CONFIG, ["INPUT.MIN_SIZE_TEST", "32", "INPUT.MAX_SIZE_TEST", str(max_size)])
+        item = Predictor(cfg, weights="").model_input(wide)
+        sizes[max_size] = tuple(item["image"].shape[1:])
+        resized = TestMapper(min_size=32, max_size=max_size, image_format="RGB").resize_image(wide)
+        assert sizes[max_size] == resized.shape[:2]
+    assert sizes[0] == sizes[-1] == (32, 1600)  # short side 8 -> 32, long side 400 -> 1600, unlimited
+    assert sizes[1333] == (27, 1333)  # capped: scale 1333 / 400, short side 8 * 3.3325 = 26.66 -> 27
 
 
 def test_outputs_are_at_the_original_size_for_every_task(predictor):

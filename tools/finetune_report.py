@@ -25,10 +25,10 @@ from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
 import openseed.modeling  # noqa: F401  (registers the meta-architecture)
+from openseed.checkpoint import load_model_weights
 from openseed.config import setup_cfg
 from openseed.data.registration.custom_coco import parse_custom_entry, register_custom_datasets
 from openseed.demo.metrics import BOX_ONLY_MASK_VAL, BOX_ONLY_VAL, PANOPTIC_VAL, ZERO_SHOT_VAL
-from openseed.engine.adapter_file import load_model_weights
 from openseed.evaluation import evaluate
 from openseed.evaluation.forgetting import FinetuneRun, ReportTask, build_report, training_facts, write_report
 from openseed.utils.malloc import tune_malloc

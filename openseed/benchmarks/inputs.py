@@ -20,10 +20,10 @@ from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 
+from openseed.checkpoint import initialise_text_encoder, load_model_file
 from openseed.config import setup_cfg
 from openseed.data.registration.lvis import lvis_v1_class_names
 from openseed.data.registration.objects365 import objects365_classes
-from openseed.engine.checkpointer import TrainingCheckpointer
 from openseed.vocabulary import Vocabulary
 
 EXTRA_THINGS = ("traffic cone", "helmet", "lantern", "guitar", "drone", "tractor", "camel", "lion")
@@ -33,12 +33,13 @@ VOCABULARY_SPECS = ("coco143", "coco", "coco80", "o365", "lvis")
 
 def build_benchmark_model(config_file: str, opts: list[str], weights: str = "", seed: int = 0):
     """(frozen cfg, model on MODEL.DEVICE in eval mode): `config_file` + `KEY VALUE` `opts`, seeded random init or
-    `weights` (a checkpoint of this model, loaded strictly)."""
+    `weights` (a checkpoint of this model, loaded strictly); `MODEL.TEXT.INIT_WEIGHTS` first, when set."""
     cfg = setup_cfg(config_file, list(opts))
     torch.manual_seed(seed)
     model = build_model(cfg)
+    initialise_text_encoder(model, cfg)
     if weights:
-        TrainingCheckpointer(model).load(weights)
+        load_model_file(model, weights)
     return cfg, model.eval()
 
 

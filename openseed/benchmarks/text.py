@@ -17,6 +17,7 @@ import argparse
 import torch
 from tabulate import tabulate
 
+from openseed.checkpoint import load_text_encoder_weights
 from openseed.config import setup_cfg
 from openseed.modeling.text import LanguageEncoder
 from openseed.utils.random_draws import TrainingDraws
@@ -60,6 +61,8 @@ def text_case(*, config_file: str, opts: list[str], weights: str, seed: int, voc
     cfg = setup_cfg(config_file, opts)
     torch.manual_seed(seed)
     encoder = LanguageEncoder(cfg)
+    if weights:
+        load_text_encoder_weights(encoder, weights)
     vocabulary = benchmark_vocabulary(vocab)
     encoder.train(mode == "train")
     draws = TrainingDraws(torch.Generator().manual_seed(seed))

@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 
 import torch
-from detectron2.data import MetadataCatalog
 from tabulate import tabulate
 
+from openseed.data.train_specs import train_dataset_specs
 from openseed.engine.finetune import FINETUNE_MODES, apply_finetune_mode
 from openseed.engine.optimizer import build_optimizer, clip_full_model_gradients
 from openseed.utils.amp import autocast_dtype
-from openseed.vocabulary import Vocabulary
 
 from .common import StageTimer, median, run_isolated, stage_summary, timed_runs
 from .eval import DEFAULT_CONFIG, add_common_model_arguments, model_opts, model_stage_hooks, precision_name
@@ -69,14 +68,14 @@ def checkpoint_opts(parts) -> list[str]:
 
 def joint_batch(cfg, datasets, *, size: int, images: int, instances: int, seed: int) -> dict[str, list[dict]]:
     """{dataset_name: samples} for the named training datasets, with class ids drawn from each one's vocabulary."""
-    tasks = dict(zip(cfg.DATASETS.TRAIN, cfg.DATASETS.TRAIN_TASKS))
-    unknown = [name for name in datasets if name not in tasks]
+    specs = {spec.name: spec for spec in train_dataset_specs(cfg)}
+    unknown = [name for name in datasets if name not in specs]
     if unknown:
-        raise ValueError(f"--datasets {unknown} are not in DATASETS.TRAIN {list(tasks)}")
+        raise ValueError(f"--datasets {unknown} are not in DATASETS.TRAIN {list(specs)}")
     batch = {}
     for d, name in enumerate(datasets):
-        num_classes = len(Vocabulary.from_metadata(MetadataCatalog.get(name)))
-        batch[name] = [synthetic_training_sample(size, num_classes, tasks[name], instances, seed + 1000 * d + i)
+        num_classes = len(specs[name].vocabulary())
+        batch[name] = [synthetic_training_sample(size, num_classes, specs[name].task, instances, seed + 1000 * d + i)
                        for i in range(images)]
     return batch
 

@@ -27,11 +27,11 @@ from detectron2.modeling import build_model
 from detectron2.utils import comm
 
 import openseed.modeling  # noqa: F401  (registers the meta-architecture)
+from openseed.checkpoint import load_model_weights
 from openseed.config import setup_cfg
 from openseed.data.registration.custom_coco import register_custom_datasets
 from openseed.data.registration.suites import SUITE_NAMES, suite_datasets
 from openseed.engine import launch, setup
-from openseed.engine.adapter_file import load_model_weights
 from openseed.engine.trainer import check_datasets_registered
 from openseed.evaluation import evaluate, paper_model_for, write_summary
 from openseed.utils.cli import FlagsAnywhereParser

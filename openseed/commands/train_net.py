@@ -26,6 +26,7 @@ from datetime import timedelta
 import torch
 from detectron2.utils import comm
 
+from openseed.checkpoint import ADAPTER_FILENAME, initialise_text_encoder, load_adapter, save_adapter
 from openseed.config import setup_cfg
 from openseed.data.registration.custom_coco import register_custom_datasets
 from openseed.engine import (
@@ -36,7 +37,6 @@ from openseed.engine import (
     launch,
     setup,
 )
-from openseed.engine.adapter_file import ADAPTER_FILENAME, load_adapter, save_adapter
 from openseed.evaluation import evaluate, paper_model_for, write_summary
 from openseed.utils.malloc import tune_malloc
 
@@ -53,6 +53,7 @@ def main(args) -> dict | None:
     if args.eval_only:
         check_datasets_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
         model = OpenSeeDTrainer.build_model(cfg)
+        initialise_text_encoder(model, cfg)  # MODEL.TEXT.INIT_WEIGHTS; a checkpoint loaded next replaces them
         TrainingCheckpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         if cfg.MODEL.ADAPTER_WEIGHTS:
             load_adapter(model, cfg.MODEL.ADAPTER_WEIGHTS, merge=True)

@@ -1,8 +1,9 @@
 """Joint training loader (docs/official_behaviours.md §8, §0.1): every iteration yields one mini-batch from every training dataset.
 
 `build_joint_train_loader(cfg, start_iter=0)` returns a `JointLoader`; iterating it yields
-`{dataset_name: list[dict]}` with `DATALOADER.TRAIN_IMS_PER_GPU[i]` mapped samples of `DATASETS.TRAIN[i]`, mapped by
-`DATASETS.TRAIN_MAPPERS[i]` (a name of `openseed.data.mappers.MAPPERS`). Each dataset has its own `DataLoader` with
+`{dataset_name: list[dict]}` with `images_per_gpu` mapped samples of each training dataset, mapped by its `mapper`
+(the records of `train_specs.train_dataset_specs(cfg)`: DATASETS.TRAIN[i] with DATALOADER.TRAIN_IMS_PER_GPU[i] and
+DATASETS.TRAIN_MAPPERS[i]). Each dataset has its own `DataLoader` with
 `DATALOADER.NUM_WORKERS` worker processes.
 
 Determinism and exact resume. Everything a batch contains is a function of (seed, rank, batch number):
@@ -36,6 +37,7 @@ from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 
 from .mappers import SkipBadSamples, build_mapper
+from .train_specs import train_dataset_specs
 
 logger = logging.getLogger(__name__)
 MAX_CONSECUTIVE_BAD_SAMPLES = 100
@@ -177,40 +179,24 @@ def training_seed(cfg) -> int:
     return int(cfg.SEED) if cfg.SEED >= 0 else int(comm.shared_random_seed())
 
 
-def train_ratios(cfg) -> tuple[float, ...]:
-    """`DATASETS.TRAIN_RATIOS` checked (one per dataset, in (0, 1], at least one 1.0), or all 1.0 when empty."""
-    names, ratios = tuple(cfg.DATASETS.TRAIN), tuple(float(r) for r in cfg.DATASETS.TRAIN_RATIOS)
-    if not ratios:
-        return tuple(1.0 for _ in names)
-    if len(ratios) != len(names) or not all(0.0 < r <= 1.0 for r in ratios) or max(ratios) != 1.0:
-        raise ValueError(f"DATASETS.TRAIN_RATIOS {ratios} must have one value in (0, 1] per DATASETS.TRAIN entry "
-                         f"{names}, at least one of them 1.0 (so that every iteration has a batch)")
-    return ratios
-
-
 def build_joint_train_loader(cfg, start_iter: int = 0) -> JointLoader:
-    """One loader per `DATASETS.TRAIN` entry, zipped (see the module docstring); `start_iter` resumes exactly."""
-    names = tuple(cfg.DATASETS.TRAIN)
-    mappers = tuple(cfg.DATASETS.TRAIN_MAPPERS)
-    sizes = tuple(cfg.DATALOADER.TRAIN_IMS_PER_GPU)
-    if not names or not (len(names) == len(mappers) == len(sizes)):
-        raise ValueError(f"DATASETS.TRAIN {names}, DATASETS.TRAIN_MAPPERS {mappers} and "
-                         f"DATALOADER.TRAIN_IMS_PER_GPU {sizes} must be non-empty and of equal length")
-    ratios = dict(zip(names, train_ratios(cfg)))
+    """One loader per training dataset (`train_dataset_specs(cfg)`), zipped (see the module docstring); `start_iter`
+    resumes exactly."""
+    specs = train_dataset_specs(cfg)
     seed, rank, world_size = training_seed(cfg), comm.get_rank(), comm.get_world_size()
     loaders, batch_sizes = {}, {}
-    for slot, (name, mapper_name, batch_size) in enumerate(zip(names, mappers, sizes)):
-        if batch_size <= 0:
-            raise ValueError(f"DATALOADER.TRAIN_IMS_PER_GPU[{slot}] for {name!r} must be positive, got {batch_size}")
+    for spec in specs:
+        name = spec.name
         records = train_dataset_dicts(name, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
-        mapper = SkipBadSamples(build_mapper(mapper_name, cfg, is_train=True, dataset_name=name), is_train=True,
+        mapper = SkipBadSamples(build_mapper(spec.mapper, cfg, is_train=True, dataset_name=name), is_train=True,
                                 dataset_name=name)
-        stream = TrainIndexStream(len(records), seed=seed, slot=slot, rank=rank, world_size=world_size)
+        stream = TrainIndexStream(len(records), seed=seed, slot=spec.slot, rank=rank, world_size=world_size)
         dataset = MappedBatchStream(DatasetFromList(records, copy=False, serialize=True), mapper, stream,
-                                    batch_size=batch_size, start_batch=batches_before(ratios[name], start_iter))
+                                    batch_size=spec.images_per_gpu,
+                                    start_batch=batches_before(spec.ratio, start_iter))
         loaders[name] = torchdata.DataLoader(dataset, batch_size=None, num_workers=cfg.DATALOADER.NUM_WORKERS,
                                              collate_fn=_no_collate, worker_init_fn=ignore_stop_signals)
-        batch_sizes[name] = batch_size
+        batch_sizes[name] = spec.images_per_gpu
         logger.info("training dataset %r: %d images, mapper %r, %d images per GPU in %g of the iterations", name,
-                    len(records), mapper_name, batch_size, ratios[name])
-    return JointLoader(loaders, batch_sizes, ratios, start_iter)
+                    len(records), spec.mapper, spec.images_per_gpu, spec.ratio)
+    return JointLoader(loaders, batch_sizes, {spec.name: spec.ratio for spec in specs}, start_iter)

@@ -29,13 +29,13 @@ from PIL import Image
 
 from openseed.data.mappers.robust import BadSampleError
 from openseed.predictor import Predictor, load_rgb_image
+from openseed.structures import OUTPUT_TASKS as TASKS
 from openseed.visualization import draw_prediction
 from openseed.vocabulary import Vocabulary
 
 from .coco_export import CocoPredictionWriter
 from .names import vocabulary_from_text
 
-TASKS = ("panoptic", "instance", "semantic", "detection")
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_NAMES = 200
 MAX_NAME_LENGTH = 100

@@ -10,38 +10,22 @@
 Frozen parameters get `requires_grad=False`, so they receive no gradient and `build_optimizer` (which only takes
 parameters that require gradients) keeps no optimizer state for them.
 
-The text projection `lang_proj` is an `nn.Parameter` (width×DIM_PROJ, the official checkpoint layout) used as
-`features @ lang_proj`, and peft adapts modules, not bare matrices used outside a forward. `attach_projection_linear`
-therefore gives the `LanguageEncoder` an `nn.Linear` whose weight is a copy of `lang_projᵀ` (same product, frozen) and
-which `LanguageEncoder.project` uses while it exists; peft wraps that linear like any other. `merge_adapters` folds
-every adapter into its base weight (peft's `merge`), writes the projection back into `lang_proj` and removes the
-linear, so the merged model has exactly the state-dict layout of the pre-trained one. The alternative, LoRA on the
-text transformer's last linear layer, was not chosen: it does not reach `lang_proj`, and with a frozen (cached)
-MiniLM it would force the transformer to run with gradients at every step.
-
-Not adapted (the model would bypass or duplicate the adapter): the `out_proj` of `nn.MultiheadAttention` (its forward
-reads the weight directly) and linear layers registered under several names (the shared box MLP).
+The adapters themselves (which layers, adding, merging) are in `openseed.modeling.lora`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 
-import torch
-from peft import LoraConfig, inject_adapter_in_model
-from peft.tuners.lora import LoraLayer
 from torch import nn
+
+from openseed.modeling.lora import add_adapters, language_encoder
 
 logger = logging.getLogger(__name__)
 
 FINETUNE_MODES = ("full", "frozen-backbone", "adapter", "prompt")
 BACKBONE_PATH = "backbone"
-LANGUAGE_ENCODER_PATH = "sem_seg_head.predictor.lang_encoder"
-PROJECTION_PATH = LANGUAGE_ENCODER_PATH + ".projection"
-ADAPTED_PREFIXES = ("sem_seg_head.pixel_decoder.", "sem_seg_head.predictor.")
-ADAPTER_NAME = "default"  # peft's adapter name, part of the adapter parameters' names
 
 
 @dataclass(frozen=True)
@@ -66,101 +50,6 @@ def count_parameters(model: nn.Module, mode: str, total: int | None = None) -> T
     params = list(model.parameters())
     total = sum(p.numel() for p in params) if total is None else total
     return TrainableSummary(mode, sum(p.numel() for p in params if p.requires_grad), total)
-
-
-def language_encoder(model: nn.Module) -> nn.Module:
-    return model.get_submodule(LANGUAGE_ENCODER_PATH)
-
-
-def attach_projection_linear(model: nn.Module) -> nn.Linear:
-    """Give the language encoder an `nn.Linear` view of `lang_proj` (weight = a frozen copy of `lang_projᵀ`)."""
-    encoder = language_encoder(model)
-    width, dim_proj = encoder.lang_proj.shape
-    linear = nn.Linear(width, dim_proj, bias=False, device=encoder.lang_proj.device, dtype=encoder.lang_proj.dtype)
-    linear.weight = nn.Parameter(encoder.lang_proj.detach().t().clone(), requires_grad=False)
-    encoder.projection = linear
-    encoder.clear_cache()
-    return linear
-
-
-def adapter_target_names(model: nn.Module) -> list[str]:
-    """Full names of the linear layers that get adapters (see the module docstring), in module order.
-
-    Call after `attach_projection_linear`, so that the text projection is among them.
-    """
-    names_of: dict[int, list[str]] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, nn.Linear):
-            names_of.setdefault(id(module), []).append(name)
-    inside_attention = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
-    targets = []
-    for module_id, names in names_of.items():
-        name = names[0]
-        if len(names) > 1 or module_id in inside_attention:
-            continue
-        if name == PROJECTION_PATH or (name.startswith(ADAPTED_PREFIXES) and not name.startswith(LANGUAGE_ENCODER_PATH)):
-            targets.append(name)
-    return targets
-
-
-def base_weights_digest(model: nn.Module, target_names: list[str]) -> str:
-    """SHA-256 of the base (pre-trained) weights of the adapted layers: identifies the model an adapter belongs to."""
-    hasher = hashlib.sha256()
-    for name in target_names:
-        module = model.get_submodule(name)
-        base = module.get_base_layer() if isinstance(module, LoraLayer) else module
-        for key, tensor in sorted(base.state_dict().items()):
-            tensor = tensor.detach().float().cpu().contiguous().reshape(-1)
-            hasher.update(f"{name}.{key}:{tuple(tensor.shape)}".encode())
-            hasher.update(tensor.numpy().tobytes())
-    return hasher.hexdigest()
-
-
-def add_adapters(model: nn.Module, rank: int, alpha: float, target_names: list[str] | None = None) -> list[str]:
-    """Freeze `model` and add trainable LoRA adapters of rank `rank` (scale alpha / rank) to the target layers.
-
-    `target_names` (e.g. read from an adapter file) must equal the model's own targets; returns the targets.
-    """
-    if rank <= 0:
-        raise ValueError(f"SOLVER.FINETUNE.ADAPTER_RANK must be positive, got {rank}")
-    if any(isinstance(m, LoraLayer) for m in model.modules()):
-        raise ValueError("the model already has adapters")
-    attach_projection_linear(model)
-    own = adapter_target_names(model)
-    if target_names is not None and list(target_names) != own:
-        missing = sorted(set(target_names) - set(own))
-        extra = sorted(set(own) - set(target_names))
-        raise ValueError(f"adapter layers differ from this model's: not in the model {missing[:5]}, "
-                         f"not in the adapter {extra[:5]} (was it trained with another config?)")
-    model.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=own, lora_dropout=0.0, bias="none")
-    inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
-    language_encoder(model).freeze_text_transformer()
-    return own
-
-
-def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter tensors (`<layer>.lora_A.default.weight`, `<layer>.lora_B.default.weight`) of `model`."""
-    return {key: value for key, value in model.state_dict().items() if ".lora_" in key}
-
-
-def merge_adapters(model: nn.Module) -> int:
-    """Fold every adapter into its base layer, put the projection back into `lang_proj`; returns the count.
-
-    Afterwards the model has the plain (pre-trained) module structure and state-dict keys.
-    """
-    adapted = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
-    for name, module in adapted:
-        module.merge()
-        parent_name, _, attribute = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), attribute, module.get_base_layer())
-    encoder = language_encoder(model)
-    if encoder.projection is not None:
-        with torch.no_grad():
-            encoder.lang_proj.copy_(encoder.projection.weight.t())
-        encoder.projection = None
-        encoder.clear_cache()
-    return len(adapted)
 
 
 def apply_finetune_mode(model: nn.Module, mode: str, *, rank: int = 8, alpha: float = 16.0) -> TrainableSummary:

@@ -29,10 +29,10 @@ from detectron2.solver import build_lr_scheduler
 from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
+from openseed.checkpoint import initialise_backbone, initialise_text_encoder, load_adapter
 from openseed.data import build_joint_train_loader
 from openseed.data.registration.common import closest_registered_names
-from openseed.engine.adapter_file import load_adapter
-from openseed.engine.checkpointer import TrainingCheckpointer, load_backbone_weights, load_text_encoder_weights
+from openseed.engine.checkpointer import TrainingCheckpointer
 from openseed.engine.finetune import apply_finetune_config, count_parameters
 from openseed.engine.hooks import ParameterSyncCheck, PeriodicCheckpointer, PeriodicEvaluation
 from openseed.engine.optimizer import build_optimizer
@@ -182,10 +182,8 @@ class OpenSeeDTrainer(TrainerBase):
         "adapter" mode, else merged into the weights)."""
         if self.cfg.MODEL.WEIGHTS:
             self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
-        if self.cfg.MODEL.BACKBONE.INIT_WEIGHTS:
-            load_backbone_weights(self.model_without_ddp, self.cfg.MODEL.BACKBONE.INIT_WEIGHTS)
-        if self.cfg.MODEL.TEXT.INIT_WEIGHTS:
-            load_text_encoder_weights(self.model_without_ddp, self.cfg.MODEL.TEXT.INIT_WEIGHTS)
+        initialise_backbone(self.model_without_ddp, self.cfg)
+        initialise_text_encoder(self.model_without_ddp, self.cfg)
         if self.cfg.MODEL.ADAPTER_WEIGHTS:
             load_adapter(self.model_without_ddp, self.cfg.MODEL.ADAPTER_WEIGHTS,
                          merge=self.cfg.SOLVER.FINETUNE.MODE != "adapter")

@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from openseed.engine.adapter_file import ADAPTER_FILENAME
+from openseed.checkpoint import ADAPTER_FILENAME
 
 FINAL_CHECKPOINT = "model_final.pth"
 

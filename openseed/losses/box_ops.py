@@ -1,7 +1,7 @@
 """Box conversions and a generalized IoU that stays finite for zero-area boxes.
 
 Boxes are float tensors whose last dimension holds 4 numbers: (cx, cy, w, h) or (x0, y0, x1, y1), both normalised to
-the padded input. torchvision's `generalized_box_iou` divides by the union and by the enclosing area without a guard,
+the padded input; the conversions between the two live in `openseed.structures` (re-exported here). torchvision's `generalized_box_iou` divides by the union and by the enclosing area without a guard,
 so two zero-area boxes (empty stuff segments, collapsed predictions) give NaN; here both denominators are clamped.
 """
 
@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import torch
 
+from openseed.structures import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+
+__all__ = [
+    "box_cxcywh_to_xyxy",
+    "box_xyxy_to_cxcywh",
+    "paired_generalized_box_iou",
+    "pairwise_generalized_box_iou",
+]
+
 _EPS = 1e-7
-
-
-def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """(..., 4) cx, cy, w, h -> (..., 4) x0, y0, x1, y1."""
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
-
-
-def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
-    """(..., 4) x0, y0, x1, y1 -> (..., 4) cx, cy, w, h."""
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
 
 
 def _giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

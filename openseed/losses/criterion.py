@@ -21,9 +21,9 @@ from torch import nn
 from openseed.losses.loss_terms import box_giou_sum, box_l1_sum, point_sampled_mask_sums, sigmoid_focal_loss
 from openseed.losses.mask_assist import MaskAssistSettings, build_pseudo_targets
 from openseed.losses.matcher import HungarianMatcher, MatchIndices
+from openseed.structures import TRAIN_TASKS
 from openseed.utils.random_draws import TrainingDraws
 
-TASKS = ("seg", "det")
 TERMS = ("mask_cls", "mask_bce", "mask_dice", "bbox", "giou")
 MASK_TERMS = ("mask_bce", "mask_dice")
 ASSIST_TERMS = ("assist_bce", "assist_dice")
@@ -151,8 +151,8 @@ class SetCriterion(nn.Module):
         Returns:
             {key: weighted scalar loss}, keys as in the module docstring.
         """
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if task not in TRAIN_TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {TRAIN_TASKS}")
         self._check_targets(outputs, targets, task)
         draws = draws or TrainingDraws()
         num_masks = average_num_targets(targets, outputs["pred_logits"].device)

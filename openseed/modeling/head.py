@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from openseed.modeling.decoder import BoxPrompts, OpenSeeDDecoder
 from openseed.modeling.pixel_decoder.encoder import OpenSeeDPixelDecoder
 from openseed.modeling.text import LanguageEncoder
+from openseed.structures import DecoderOutputs
 from openseed.utils.random_draws import TrainingDraws
 
 
@@ -31,7 +32,7 @@ class OpenSeeDHead(nn.Module):
         }
 
     def forward(self, features: dict[str, Tensor], text_embeddings: Tensor, targets: list[dict] | None = None,
-                task: str = "seg", box_prompts: BoxPrompts | None = None, draws: TrainingDraws | None = None) -> dict:
+                task: str = "seg", box_prompts: BoxPrompts | None = None, draws: TrainingDraws | None = None) -> DecoderOutputs:
         """features: backbone maps by name; text_embeddings K×D. Returns the predictor's output dict."""
         mask_features, multi_scale_features = self.pixel_decoder.forward_features(features)
         return self.predictor(multi_scale_features, mask_features, text_embeddings, targets=targets, task=task,

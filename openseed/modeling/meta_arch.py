@@ -5,53 +5,27 @@ See docs/architecture.md ("Model") for the contract of `forward`, `bind` and `se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import ImageList, Instances
 from torch import Tensor, nn
 
+from openseed.data.train_specs import TrainDatasetSpec, train_dataset_specs
 from openseed.losses import SetCriterion
 from openseed.modeling.decoder import BoxPrompts
 from openseed.modeling.decoder.conditioned_queries import prompt_boxes_from_pixels
 from openseed.modeling.head import OpenSeeDHead
-from openseed.modeling.postprocessing import (
-    ImageGeometry,
-    PostprocessSettings,
-    boxes_to_output_pixels,
-    normalize_tasks,
-    postprocess,
-    resize_mask_logits,
-)
-from openseed.modeling.postprocessing.resize_results import resize_instances
+from openseed.modeling.postprocessing import ImageGeometry, PostprocessSettings, normalize_tasks, postprocess
+from openseed.modeling.postprocessing.box_prompts import box_prompt_instances, empty_box_prompt_instances
 from openseed.modeling.targets import build_targets
 from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary
 
 GENERIC_PROMPT_VOCABULARY = Vocabulary.from_names(["object"])
-
-
-@dataclass(frozen=True)
-class TrainDataset:
-    """One entry of DATASETS.TRAIN with its task ("seg"/"det") and loss multiplier."""
-
-    name: str
-    task: str
-    loss_weight: float
-
-
-def train_datasets_from_config(cfg) -> tuple[TrainDataset, ...]:
-    names, tasks, weights = cfg.DATASETS.TRAIN, cfg.DATASETS.TRAIN_TASKS, cfg.DATASETS.TRAIN_LOSS_WEIGHTS
-    if not (len(names) == len(tasks) == len(weights)):
-        raise ValueError(f"DATASETS.TRAIN ({len(names)}), DATASETS.TRAIN_TASKS ({len(tasks)}) and "
-                         f"DATASETS.TRAIN_LOSS_WEIGHTS ({len(weights)}) must have one entry per dataset")
-    for name, task in zip(names, tasks):
-        if task not in ("seg", "det"):
-            raise ValueError(f"DATASETS.TRAIN_TASKS: task of {name!r} must be 'seg' or 'det', got {task!r}")
-    return tuple(TrainDataset(n, t, float(w)) for n, t, w in zip(names, tasks, weights))
 
 
 @META_ARCH_REGISTRY.register()
@@ -65,7 +39,7 @@ class OpenSeeD(nn.Module):
         backbone: Backbone,
         sem_seg_head: OpenSeeDHead,
         criterion: SetCriterion,
-        train_datasets: tuple[TrainDataset, ...],
+        train_datasets: tuple[TrainDatasetSpec, ...] | Callable[[], tuple[TrainDatasetSpec, ...]],
         pixel_mean: tuple[float, float, float],
         pixel_std: tuple[float, float, float],
         size_divisibility: int,
@@ -80,7 +54,7 @@ class OpenSeeD(nn.Module):
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
         self.criterion = criterion
-        self.train_datasets = {d.name: d for d in train_datasets}
+        self._train_datasets = train_datasets
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.size_divisibility = size_divisibility
@@ -99,7 +73,7 @@ class OpenSeeD(nn.Module):
             "backbone": backbone,
             "sem_seg_head": OpenSeeDHead(cfg, backbone.output_shape()),
             "criterion": SetCriterion(cfg),
-            "train_datasets": train_datasets_from_config(cfg),
+            "train_datasets": partial(train_dataset_specs, cfg.clone()),
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
             "size_divisibility": cfg.MODEL.DECODER.SIZE_DIVISIBILITY,
@@ -108,6 +82,15 @@ class OpenSeeD(nn.Module):
             "postprocess_settings": PostprocessSettings.from_config(cfg),
             "target_boxes_by_image_size": cfg.MODEL.DECODER.REFERENCE_TARGET_BOXES_BY_IMAGE_SIZE,
         }
+
+    @property
+    def train_datasets(self) -> dict[str, TrainDatasetSpec]:
+        """Name -> record of each training dataset (`openseed.data.train_specs`). From a config, the records are made
+        and validated when training first needs them, so a model built for inference does not depend on the
+        training-data keys."""
+        if callable(self._train_datasets):
+            self._train_datasets = self._train_datasets()
+        return {spec.name: spec for spec in self._train_datasets}
 
     @property
     def device(self) -> torch.device:
@@ -160,7 +143,7 @@ class OpenSeeD(nn.Module):
             if len(batch) == 0:
                 continue
             dataset = self.train_datasets[name]
-            vocab = vocabulary or Vocabulary.from_metadata(MetadataCatalog.get(name))
+            vocab = vocabulary or dataset.vocabulary()
             for key, value in self._dataset_losses(batch, vocab, dataset.task, draws.scoped(dataset.task)).items():
                 losses[f"{name}.{key}"] = value * dataset.loss_weight
         return losses
@@ -244,7 +227,7 @@ class OpenSeeD(nn.Module):
         prompt_boxes, valid = prompt_boxes_from_pixels(boxes, output_sizes, images.image_sizes, padded_size,
                                                        self.device)
         if valid.shape[1] == 0:
-            return [_empty_instances(size, self.device) for size in output_sizes]
+            return [empty_box_prompt_instances(size, self.device) for size in output_sizes]
 
         concept_ids, prompt_text = None, None
         if concepts is not None:
@@ -266,37 +249,12 @@ class OpenSeeD(nn.Module):
         for index, output_size in enumerate(output_sizes):
             count = int(valid[index].sum())
             geometry = ImageGeometry(images.image_sizes[index], padded_size, output_size)
-            at_network = (self.postprocess_settings.resolution == "network"
-                          and output_size[0] * output_size[1] > geometry.input_size[0] * geometry.input_size[1])
-            if at_network:
-                geometry = ImageGeometry(geometry.input_size, padded_size, geometry.input_size)
-            mask_logits = resize_mask_logits(prompts["pred_masks"][index, :count], geometry)
-            masks = mask_logits > 0
-            mask_scores = (mask_logits.sigmoid() * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
-            probs = prompts["pred_logits"][index, :count].sigmoid().float()
-            if vocabulary is None and concepts is not None:
-                classes = concept_ids[index].to(probs.device)
-                class_scores = probs.gather(1, classes[:, None])[:, 0]
-            else:
-                class_scores, classes = probs.max(-1)
-            result = Instances(output_size)
-            result.pred_masks = masks
-            result.pred_boxes = Boxes(boxes_to_output_pixels(prompts["pred_boxes"][index, :count].float(), geometry))
-            result.scores = class_scores * mask_scores.to(class_scores.device)
-            result.pred_classes = classes
-            if at_network:
-                result = resize_instances(result, output_size, self.postprocess_settings.max_chunk_elements)
-            results.append(result)
+            classes = concept_ids[index] if vocabulary is None and concepts is not None else None
+            results.append(box_prompt_instances(prompts["pred_logits"][index, :count],
+                                                prompts["pred_masks"][index, :count],
+                                                prompts["pred_boxes"][index, :count], geometry,
+                                                self.postprocess_settings, classes))
         return results
-
-
-def _empty_instances(output_size: tuple[int, int], device: torch.device) -> Instances:
-    result = Instances(output_size)
-    result.pred_masks = torch.zeros(0, *output_size, dtype=torch.bool, device=device)
-    result.pred_boxes = Boxes(torch.zeros(0, 4, device=device))
-    result.scores = torch.zeros(0, device=device)
-    result.pred_classes = torch.zeros(0, dtype=torch.long, device=device)
-    return result
 
 
 def _concept_vocabulary(concepts, counts: list[int]) -> tuple[Vocabulary, list[Tensor]]:

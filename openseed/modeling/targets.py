@@ -13,6 +13,7 @@ import torch
 from detectron2.structures import BitMasks, Instances
 from torch import Tensor
 
+from openseed.structures import TRAIN_TASKS, box_xyxy_to_cxcywh
 from openseed.vocabulary import Vocabulary
 
 
@@ -43,8 +44,7 @@ def instances_to_target(instances: Instances, padded_size: tuple[int, int], task
         raise ValueError(f"gt_classes {labels.tolist()} outside the vocabulary of {len(vocabulary)} classes")
     pad_h, pad_w = padded_size
     xyxy = instances.gt_boxes.tensor.to(device=device, dtype=torch.float32)
-    cxcywh = torch.stack(((xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2,
-                          xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]), dim=-1)
+    cxcywh = box_xyxy_to_cxcywh(xyxy)
     frame_h, frame_w = instances.image_size if boxes_by_image_size else padded_size
     scale = torch.tensor([frame_w, frame_h, frame_w, frame_h], dtype=torch.float32, device=device)
     is_thing = torch.as_tensor(vocabulary.is_thing, dtype=torch.bool, device=device)[labels]
@@ -65,7 +65,7 @@ def instances_to_target(instances: Instances, padded_size: tuple[int, int], task
 def build_targets(instances: list[Instances], padded_size: tuple[int, int], task: str, vocabulary: Vocabulary,
                   device: torch.device, boxes_by_image_size: bool = False) -> list[dict[str, Tensor]]:
     """`instances_to_target` for every image of a batch."""
-    if task not in ("seg", "det"):
+    if task not in TRAIN_TASKS:
         raise ValueError(f"training task must be 'seg' or 'det', got {task!r}")
     return [instances_to_target(inst, padded_size, task, vocabulary, device, boxes_by_image_size)
             for inst in instances]

@@ -183,6 +183,7 @@ def test_joint_loader_replaces_bad_samples(tmp_path):
     MetadataCatalog.get(name).set(thing_classes=["red square", "grey"])
     cfg = get_cfg()
     cfg.DATASETS.TRAIN, cfg.DATASETS.TRAIN_MAPPERS = (name,), ("objects365_lsj",)
+    cfg.DATASETS.TRAIN_TASKS, cfg.DATASETS.TRAIN_LOSS_WEIGHTS = ("det",), (1.0,)
     cfg.DATALOADER.TRAIN_IMS_PER_GPU, cfg.DATALOADER.NUM_WORKERS = (4,), 0
     cfg.INPUT.IMAGE_SIZE, cfg.SEED = 32, 0
     iterator = iter(build_joint_train_loader(cfg))

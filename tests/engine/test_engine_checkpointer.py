@@ -7,14 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from openseed.checkpoint import CheckpointMismatchError, load_backbone_weights
 from openseed.checkpoint.io import load_checkpoint, save_checkpoint
 from openseed.config import get_cfg
-from openseed.engine.checkpointer import (
-    CheckpointMismatchError,
-    TrainingCheckpointer,
-    load_backbone_weights,
-    load_text_encoder_weights,
-)
+from openseed.engine.checkpointer import TrainingCheckpointer
 from openseed.engine.rng_state import capture_rng_state, preserved_rng_state, restore_rng_state
 from openseed.modeling.backbone import D2SwinTransformer
 
@@ -78,24 +74,6 @@ def test_missing_file_and_unsafe_pickle_are_refused(tmp_path):
     torch.save({"model": TinyNet().state_dict(), "hook": TinyNet}, tmp_path / "unsafe.pth")
     with pytest.raises(RuntimeError, match="refused"):
         TrainingCheckpointer(TinyNet()).load(str(tmp_path / "unsafe.pth"))
-
-
-def test_text_encoder_weights_only_touch_the_text_encoder(tmp_path):
-    donor, model = TinyNet(), TinyNet()
-    backbone_before = model.backbone.weight.clone()
-    save_checkpoint({"model": donor.state_dict()}, tmp_path / "full.pth")
-    load_text_encoder_weights(model, str(tmp_path / "full.pth"))
-    text, donor_text = model.sem_seg_head.predictor.lang_encoder, donor.sem_seg_head.predictor.lang_encoder
-    for (name, a), b in zip(text.state_dict().items(), donor_text.state_dict().values()):
-        assert torch.equal(a, b), name
-    assert torch.equal(model.backbone.weight, backbone_before)
-
-    save_checkpoint(TextEncoder().state_dict(), tmp_path / "text_only.pth")  # keys relative to the text encoder
-    load_text_encoder_weights(model, str(tmp_path / "text_only.pth"))
-
-    save_checkpoint(TextEncoder(context=18).state_dict(), tmp_path / "context18.pth")
-    with pytest.raises(CheckpointMismatchError, match=r"positional_embedding \(checkpoint \(18, 6\), model \(7, 6\)\)"):
-        load_text_encoder_weights(model, str(tmp_path / "context18.pth"))
 
 
 class SwinDetector(nn.Module):

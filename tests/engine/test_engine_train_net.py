@@ -10,9 +10,10 @@ import sys
 import pytest
 import torch
 
+from openseed.checkpoint import CheckpointMismatchError
 from openseed.checkpoint.io import load_checkpoint, save_checkpoint
 from openseed.config import setup_cfg
-from openseed.engine import CheckpointMismatchError, OpenSeeDTrainer
+from openseed.engine import OpenSeeDTrainer
 from openseed.engine.hooks import parameter_checksums
 from tests.engine.conftest import FAST_TINY, REPO_ROOT, TINY_CONFIG, TRAIN_NET, run_train_net, train_net_env
 from tests.tool_loader import load_tool

@@ -8,17 +8,23 @@ from detectron2.modeling import build_model
 from torch import nn
 
 from openseed.benchmarks.inputs import synthetic_training_sample
-from openseed.checkpoint import CheckpointError, save_checkpoint
+from openseed.checkpoint import (
+    CheckpointError,
+    load_adapter,
+    load_model_weights,
+    read_adapter_metadata,
+    save_adapter,
+    save_checkpoint,
+)
 from openseed.config import setup_cfg
 from openseed.data.registration.synthetic import register_synthetic_datasets
 from openseed.data.synthetic import generate_synthetic_datasets
 from openseed.engine import OpenSeeDTrainer, build_optimizer
-from openseed.engine.adapter_file import load_adapter, load_model_weights, read_adapter_metadata, save_adapter
-from openseed.engine.finetune import (
+from openseed.engine.finetune import apply_finetune_mode
+from openseed.modeling.lora import (
     LANGUAGE_ENCODER_PATH,
     PROJECTION_PATH,
     adapter_target_names,
-    apply_finetune_mode,
     attach_projection_linear,
 )
 from openseed.vocabulary import Vocabulary

@@ -8,7 +8,6 @@ from openseed.modeling.text.clip_transformer import (
     ClipTextTransformer,
     FP32LayerNorm,
     _shared_prefix_lengths,
-    load_language_weights,
 )
 from openseed.modeling.text.prompts import PROMPT_TEMPLATES
 from openseed.modeling.text.tokenizer import clip_tokenizer
@@ -144,25 +143,3 @@ def test_sequences_longer_than_the_context_are_rejected():
         tiny().hidden_states(torch.zeros(1, CONTEXT + 1, dtype=torch.long))
     with pytest.raises(ValueError, match="context length"):
         tiny()(torch.zeros(1, CONTEXT + 1, dtype=torch.long))
-
-
-def test_load_language_weights_prefixes_and_positional_resampling(tmp_path):
-    source = tiny()
-    path = tmp_path / "lang.pt"
-    torch.save({"model": {f"lang_encoder.{k}": v for k, v in source.state_dict().items()}}, path)
-    target = ClipTextTransformer(context_length=CONTEXT, width=32, layers=2, heads=4)
-    load_language_weights(target, str(path))
-    for key, value in source.state_dict().items():
-        assert torch.equal(target.state_dict()[key], value), key
-
-    longer = ClipTextTransformer(context_length=2 * CONTEXT, width=32, layers=2, heads=4)
-    load_language_weights(longer, str(path))
-    resampled = longer.positional_embedding.detach()
-    assert resampled.shape == (2 * CONTEXT, 32)
-    torch.testing.assert_close(resampled[0], source.positional_embedding[0].detach())  # linear resampling
-    assert torch.equal(longer.token_embedding.weight, source.token_embedding.weight)
-
-    del_key = {f"lang_encoder.{k}": v for k, v in source.state_dict().items() if "ln_final" not in k}
-    torch.save(del_key, path)
-    with pytest.raises(KeyError, match="missing"):
-        load_language_weights(target, str(path))

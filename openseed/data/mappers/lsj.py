@@ -16,13 +16,13 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes, Instances
 from panopticapi.utils import rgb2id
 
-from ...vocabulary import Vocabulary
+from openseed.vocabulary import dataset_vocabulary
+
 from .draws import NUMPY_GLOBAL_DRAWS, DrawSource, LSJFixedSizeCrop, LSJRandomFlip, LSJResizeScale
 from .robust import BadInputCounter, BadSampleError, check_category, check_image_size, read_image_checked
 
@@ -60,7 +60,7 @@ def dataset_num_classes(dataset_name: str | None) -> int | None:
     """Size of a registered dataset's vocabulary (None without a dataset name)."""
     if not dataset_name:
         return None
-    return len(Vocabulary.from_metadata(MetadataCatalog.get(dataset_name)))
+    return len(dataset_vocabulary(dataset_name))
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:

@@ -23,10 +23,11 @@ from typing import Any
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
+from openseed.structures import OUTPUT_TASKS as TASKS
+
 from ..paths import datasets_root
 
 DATASETS_README = "datasets/README.md"
-TASKS = ("panoptic", "instance", "semantic", "detection")
 VOCABULARY_SOURCES = ("shipped", "annotations")
 
 # name -> expected number of classes, for every dataset registered by this package (filled by `register`)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from openseed.modeling.decoder.deformable_decoder import inverse_sigmoid
+from openseed.structures import box_xyxy_to_cxcywh
 from openseed.utils.random_draws import TrainingDraws
 
 
@@ -205,8 +206,7 @@ def prompt_boxes_from_pixels(
             raise ValueError(f"image {index}: boxes {empty.nonzero()[:, 0].tolist()} have no area inside the "
                              f"{out_h}×{out_w} image (expected x0 < x1, y0 < y1 in pixels)")
         scaled = clipped * torch.tensor([in_w / out_w, in_h / out_h] * 2)
-        cxcywh = torch.stack(((scaled[:, 0] + scaled[:, 2]) / 2, (scaled[:, 1] + scaled[:, 3]) / 2,
-                              scaled[:, 2] - scaled[:, 0], scaled[:, 3] - scaled[:, 1]), dim=-1)
+        cxcywh = box_xyxy_to_cxcywh(scaled)
         normalised.append(cxcywh / torch.tensor([padded_size[1], padded_size[0]] * 2, dtype=torch.float32))
     group_size = max((len(b) for b in normalised), default=0)
     boxes = torch.zeros(len(normalised), group_size, 4)

@@ -6,7 +6,7 @@ Official attribute names are kept so official checkpoints load 1:1 (docs/officia
 also registered as every entry of `bbox_embed` and `decoder.bbox_embed`.
 
 Query layout into the decoder: [conditioned (DN groups, then the mask-assistance or prompt group) ; foreground
-(top-k tokens) ; background (decoupled)]. See `OpenSeeDDecoder.forward` for the output dict.
+(top-k tokens) ; background (decoupled)]. The output dict is `openseed.structures.DecoderOutputs`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ from openseed.modeling.decoder.query_selection import (
     flatten_memory,
     select_top_tokens,
 )
+from openseed.structures import TRAIN_TASKS, DecoderOutputs, PredictionSet
 from openseed.utils.random_draws import TrainingDraws
-
-TASKS = ("seg", "det")
 
 
 class OpenSeeDDecoder(nn.Module):
@@ -195,7 +194,7 @@ class OpenSeeDDecoder(nn.Module):
         task: str = "seg",
         box_prompts: BoxPrompts | None = None,
         draws: TrainingDraws | None = None,
-    ) -> dict:
+    ) -> DecoderOutputs:
         """Decode one batch.
 
         Args:
@@ -210,15 +209,12 @@ class OpenSeeDDecoder(nn.Module):
             draws: training only: source of the denoising box noise (default: fresh draws).
 
         Returns:
-            {"pred_logits" B×Q×K, "pred_boxes" B×Q×4, "pred_masks" B×Q×h×w (seg only), "aux_outputs" (DEC_LAYERS
-            dicts: initial prediction, layers 1..DEC_LAYERS-1; masks only in training), "interm_outputs" (encoder
-            proposals, all matching queries; masks only in training), "dn_outputs" (same structure for the denoising queries) or
-            None, "dn_meta" {"num_groups", "group_size"} or None, "num_foreground"}; plus "mask_assist"
-            {"pred_masks" B×G×h×w, "valid" B×G} for det training with O365 mask assistance, and "prompt_outputs"
-            {"pred_logits", "pred_boxes", "pred_masks", "valid"} (last layer) when `box_prompts` is given.
+            `openseed.structures.DecoderOutputs` (keys and shapes documented there): the last layer's predictions
+            ("pred_masks" for seg), "aux_outputs", "interm_outputs", "dn_outputs"/"dn_meta", "num_foreground"; plus
+            "mask_assist" for det training with O365 mask assistance, "prompt_outputs" when `box_prompts` is given.
         """
-        if task not in TASKS:
-            raise ValueError(f"decoder task must be one of {TASKS}, got {task!r}")
+        if task not in TRAIN_TASKS:
+            raise ValueError(f"decoder task must be one of {TRAIN_TASKS}, got {task!r}")
         if len(multi_scale_features) != self.num_feature_levels:
             raise ValueError(f"expected {self.num_feature_levels} feature levels, got {len(multi_scale_features)}")
         mask_assist = self.training and task == "det" and self.o365_mask_assist
@@ -280,19 +276,19 @@ class OpenSeeDDecoder(nn.Module):
         return outputs
 
 
-def _prediction_set(logits: Tensor, boxes: Tensor, masks: Tensor | None) -> dict[str, Tensor]:
-    out = {"pred_logits": logits, "pred_boxes": boxes}
+def _prediction_set(logits: Tensor, boxes: Tensor, masks: Tensor | None) -> PredictionSet:
+    out: PredictionSet = {"pred_logits": logits, "pred_boxes": boxes}
     if masks is not None:
         out["pred_masks"] = masks
     return out
 
 
-def _slice_set(prediction: dict[str, Tensor], start: int, stop: int | None) -> dict[str, Tensor]:
+def _slice_set(prediction: PredictionSet, start: int, stop: int | None) -> PredictionSet:
     return {key: value[:, start:stop] for key, value in prediction.items()}
 
 
-def _outputs_from_sets(sets: list[dict[str, Tensor]]) -> dict:
+def _outputs_from_sets(sets: list[PredictionSet]) -> DecoderOutputs:
     """Last set at the top level, the others (in order) as `aux_outputs`."""
-    outputs = dict(sets[-1])
+    outputs = DecoderOutputs(**sets[-1])
     outputs["aux_outputs"] = sets[:-1]
     return outputs

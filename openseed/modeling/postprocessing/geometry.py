@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from openseed.structures import box_cxcywh_to_xyxy
+
 BAND_FACTORS = (2, 4)  # mask-to-padded upsampling factors for which row bands are bit-identical (tested)
 
 
@@ -111,9 +113,6 @@ def boxes_to_output_pixels(boxes: Tensor, geometry: ImageGeometry) -> Tensor:
     """
     scale_h = geometry.padded_size[0] / geometry.input_size[0] * geometry.output_size[0]
     scale_w = geometry.padded_size[1] / geometry.input_size[1] * geometry.output_size[1]
-    center_x, center_y, width, height = boxes.unbind(-1)
-    xyxy = torch.stack(
-        [center_x - 0.5 * width, center_y - 0.5 * height, center_x + 0.5 * width, center_y + 0.5 * height], dim=-1
-    )
+    xyxy = box_cxcywh_to_xyxy(boxes)
     scale = torch.tensor([scale_w, scale_h, scale_w, scale_h], dtype=torch.float32).to(xyxy)
     return xyxy * scale

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-TASKS = ("panoptic", "instance", "semantic", "detection")
+from openseed.structures import OUTPUT_TASKS as TASKS
+
 RESOLUTIONS = ("output", "network")
 
 

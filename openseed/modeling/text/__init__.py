@@ -1,7 +1,7 @@
 """Text side of the model: tokenizer, text encoders (official CLIP-style transformer, Hugging Face folder), prompt
 templates, and `LanguageEncoder` (vocabulary -> text embeddings, class logits)."""
 
-from .clip_transformer import ClipTextTransformer, load_language_weights
+from .clip_transformer import ClipTextTransformer
 from .embedding_cache import EmbeddingCache
 from .hf_encoder import HFTextEncoder, default_hf_model_path, hf_tokenizer
 from .language_encoder import LanguageEncoder
@@ -19,5 +19,4 @@ __all__ = [
     "clip_tokenizer",
     "default_hf_model_path",
     "hf_tokenizer",
-    "load_language_weights",
 ]

@@ -265,36 +265,3 @@ def _shared_prefix_lengths(ids: torch.Tensor, lengths: torch.Tensor, group_of: t
     shortest = torch.full((groups,), ids.shape[1], dtype=torch.long).scatter_reduce(0, group_of, lengths, reduce="amin")
     return torch.minimum(shared, shortest - 1)
 
-
-_CHECKPOINT_PREFIXES = (
-    "model.sem_seg_head.predictor.lang_encoder.lang_encoder.",
-    "sem_seg_head.predictor.lang_encoder.lang_encoder.",
-    "lang_encoder.",
-    "",
-)
-
-
-def load_language_weights(transformer: ClipTextTransformer, path: str) -> None:
-    """Initialise `transformer` from a language-only or full checkpoint (MODEL.TEXT.INIT_WEIGHTS).
-
-    Accepts a state dict (optionally nested under "model") whose transformer keys carry one of the prefixes of a full
-    OpenSeeD checkpoint, "lang_encoder." or none. Every transformer tensor must be present with its shape, except that
-    a positional embedding of another context length is linearly resampled (as the official loader does).
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    own = transformer.state_dict()
-    prefix = max(_CHECKPOINT_PREFIXES, key=lambda p: sum(p + k in state for k in own))
-    missing = [k for k in own if prefix + k not in state]
-    if missing:
-        raise KeyError(f"{path}: text-encoder weights missing {len(missing)} tensors, e.g. {missing[:3]}")
-    loaded = {}
-    for key, target in own.items():
-        value = state[prefix + key]
-        if key == "positional_embedding" and value.shape[1:] == target.shape[1:] and value.shape != target.shape:
-            value = F.interpolate(value.float().t()[None], size=target.shape[0], mode="linear")[0].t()
-        if value.shape != target.shape:
-            raise ValueError(f"{path}: {prefix + key} has shape {tuple(value.shape)}, expected {tuple(target.shape)}")
-        loaded[key] = value
-    transformer.load_state_dict(loaded)

@@ -21,10 +21,11 @@ import torch
 from detectron2.config import configurable
 from torch import nn
 
+from openseed.structures import TRAIN_TASKS
 from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary, normalize_class_name, synonyms
 
-from .clip_transformer import ClipTextTransformer, load_language_weights
+from .clip_transformer import ClipTextTransformer
 from .embedding_cache import EmbeddingCache
 from .hf_encoder import HFTextEncoder, default_hf_model_path, hf_tokenizer
 from .prompts import PROMPT_TEMPLATES
@@ -114,8 +115,6 @@ class LanguageEncoder(nn.Module):
                 causal=text.CAUSAL,
                 activation_checkpoint=text.ACTIVATION_CHECKPOINT,
             )
-            if text.INIT_WEIGHTS:
-                load_language_weights(lang_encoder, text.INIT_WEIGHTS)
             tokenizer = clip_tokenizer(text.CONTEXT_LENGTH)
         elif text.ENCODER == "hf":
             if text.INIT_WEIGHTS:
@@ -197,7 +196,7 @@ class LanguageEncoder(nn.Module):
         self, names: tuple[str, ...], draws: TrainingDraws, task: str = "seg"
     ) -> tuple[list[str], list[int]]:
         """One prompt per class and the id of its template (the group whose leading words are encoded once)."""
-        if task not in ("seg", "det"):
+        if task not in TRAIN_TASKS:
             raise ValueError(f"training prompts are for task 'seg' or 'det', got {task!r}")
         mode = self.det_train_mode if task == "det" else self.train_mode
         template_ids = draws.integers("templates", len(self.templates), len(names))

@@ -21,10 +21,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from openseed.checkpoint.io import CheckpointError, atomic_write, load_checkpoint
-from openseed.engine.checkpointer import TrainingCheckpointer
+from openseed.modeling.lora import ADAPTER_NAME, adapter_state_dict, add_adapters, base_weights_digest, merge_adapters
 
-from .finetune import ADAPTER_NAME, adapter_state_dict, add_adapters, base_weights_digest, merge_adapters
+from .initial import initialise_text_encoder
+from .io import CheckpointError, atomic_write, load_checkpoint
+from .strict import load_model_file
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +99,13 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, *, merge: bool = Tru
 
 
 def load_model_weights(model: nn.Module, cfg, weights: str | None = None) -> None:
-    """Inference weights: `weights` (default `MODEL.WEIGHTS`, strict), then `MODEL.ADAPTER_WEIGHTS` merged."""
+    """The weights of a model built for inference (the model is built without any):
+    `MODEL.TEXT.INIT_WEIGHTS` (openseed.checkpoint.initial), then `weights` (default `MODEL.WEIGHTS`, strict, which
+    replaces them when set), then `MODEL.ADAPTER_WEIGHTS` merged."""
+    initialise_text_encoder(model, cfg)
     weights = cfg.MODEL.WEIGHTS if weights is None else weights
     if weights:
-        TrainingCheckpointer(model).load(weights, checkpointables=[])
+        load_model_file(model, weights)
     if cfg.MODEL.ADAPTER_WEIGHTS:
         if not weights:
             raise ValueError("MODEL.ADAPTER_WEIGHTS needs MODEL.WEIGHTS: the pre-trained model the adapter was made for")
