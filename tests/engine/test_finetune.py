@@ -104,6 +104,39 @@ def test_frozen_parameters_get_no_gradient_and_no_optimizer_state(mode):
     assert changed
 
 
+def test_adapter_lr_factor_scales_only_the_adapters_learning_rate():
+    factor, text_multiplier = 10.0, 3.0
+    cfg, model = tiny_model(opts=["SOLVER.FINETUNE.ADAPTER_LR_FACTOR", str(factor),
+                                  "SOLVER.TEXT_ENCODER_MULTIPLIER", str(text_multiplier)])
+    apply_finetune_mode(model, "adapter", rank=4, alpha=8)
+    model.train()
+    optimizer = build_optimizer(cfg, model)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    base_lr = cfg.SOLVER.BASE_LR
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            assert id(param) not in lr_of, name
+            continue
+        text = text_multiplier if name.startswith(LANGUAGE_ENCODER_PATH) else 1.0
+        assert lr_of[id(param)] == pytest.approx(base_lr * factor * text), name
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    sum(model(training_batch(cfg)).values()).backward()
+    optimizer.step()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            assert param not in optimizer.state and torch.equal(param, before[name]), name
+    # AdamW's first step moves each element with a gradient by lr·g/(|g| + eps) ≈ lr; the zero-initialised lora_B
+    # has no weight decay to add, so its largest step is its learning rate
+    checked = []
+    for name, param in model.named_parameters():
+        if ".lora_B." in name and param.grad is not None and float(param.grad.abs().max()) > 1e-4:
+            text = text_multiplier if name.startswith(LANGUAGE_ENCODER_PATH) else 1.0
+            step = float((param.detach() - before[name]).abs().max())
+            assert step == pytest.approx(base_lr * factor * text, rel=0.01), name
+            checked.append(name)
+    assert any(n.startswith(PROJECTION_PATH) for n in checked) and any(".decoder." in n for n in checked)
+
+
 def perturbed_adapter_model(seed=0):
     cfg, model = tiny_model(seed)
     apply_finetune_mode(model, "adapter", rank=4, alpha=8)
