@@ -5,6 +5,8 @@
   `logit_scale` train;
 - "adapter": every pre-trained parameter is frozen; LoRA adapters (the `peft` library) train on
   `adapter_target_names(model)`: the linear layers of the pixel decoder and of the decoder, and the text projection;
+  with `SOLVER.FINETUNE.ADAPTER_CONV` also the pixel decoder's plain convolutions (its input projections and
+  `mask_features`, which makes the per-pixel mask embedding that no linear layer reaches);
 - "prompt": only the text side trains: `lang_proj` and `logit_scale` (the text transformer stays frozen).
 
 Frozen parameters get `requires_grad=False`, so they receive no gradient and `build_optimizer` (which only takes
@@ -20,7 +22,9 @@ text transformer's last linear layer, was not chosen: it does not reach `lang_pr
 MiniLM it would force the transformer to run with gradients at every step.
 
 Not adapted (the model would bypass or duplicate the adapter): the `out_proj` of `nn.MultiheadAttention` (its forward
-reads the weight directly) and linear layers registered under several names (the shared box MLP).
+reads the weight directly), linear layers registered under several names (the shared box MLP), and convolutions
+with a built-in norm or activation (Detectron2's `Conv2d(norm=..., activation=...)` of the FPN: peft would add the
+low-rank term after them, so merging it into the weight would change the output).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ FINETUNE_MODES = ("full", "frozen-backbone", "adapter", "prompt")
 BACKBONE_PATH = "backbone"
 LANGUAGE_ENCODER_PATH = "sem_seg_head.predictor.lang_encoder"
 PROJECTION_PATH = LANGUAGE_ENCODER_PATH + ".projection"
+PIXEL_DECODER_PREFIX = "sem_seg_head.pixel_decoder."
 ADAPTED_PREFIXES = ("sem_seg_head.pixel_decoder.", "sem_seg_head.predictor.")
 ADAPTER_NAME = "default"  # peft's adapter name, part of the adapter parameters' names
 
@@ -83,14 +88,22 @@ def attach_projection_linear(model: nn.Module) -> nn.Linear:
     return linear
 
 
-def adapter_target_names(model: nn.Module) -> list[str]:
-    """Full names of the linear layers that get adapters (see the module docstring), in module order.
+def is_plain_convolution(module: nn.Module) -> bool:
+    """A 2-d convolution whose forward is the convolution alone (no Detectron2 norm or activation inside)."""
+    return (isinstance(module, nn.Conv2d) and getattr(module, "norm", None) is None
+            and getattr(module, "activation", None) is None)
+
+
+def adapter_target_names(model: nn.Module, convolutions: bool = False) -> list[str]:
+    """Full names of the layers that get adapters (see the module docstring), in module order: linear layers, and
+    with `convolutions` also the pixel decoder's plain convolutions.
 
     Call after `attach_projection_linear`, so that the text projection is among them.
     """
     names_of: dict[int, list[str]] = {}
     for name, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) or (convolutions and name.startswith(PIXEL_DECODER_PREFIX)
+                                             and is_plain_convolution(module)):
             names_of.setdefault(id(module), []).append(name)
     inside_attention = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
     targets = []
@@ -116,17 +129,23 @@ def base_weights_digest(model: nn.Module, target_names: list[str]) -> str:
     return hasher.hexdigest()
 
 
-def add_adapters(model: nn.Module, rank: int, alpha: float, target_names: list[str] | None = None) -> list[str]:
-    """Freeze `model` and add trainable LoRA adapters of rank `rank` (scale alpha / rank) to the target layers.
+def add_adapters(model: nn.Module, rank: int, alpha: float, target_names: list[str] | None = None,
+                 convolutions: bool = False) -> list[str]:
+    """Freeze `model` and add trainable LoRA adapters of rank `rank` (scale alpha / rank) to the target layers
+    (`adapter_target_names(model, convolutions)`).
 
-    `target_names` (e.g. read from an adapter file) must equal the model's own targets; returns the targets.
+    `target_names` (e.g. read from an adapter file) must equal the model's own targets, with convolutions when it
+    names one; returns the targets.
     """
     if rank <= 0:
         raise ValueError(f"SOLVER.FINETUNE.ADAPTER_RANK must be positive, got {rank}")
     if any(isinstance(m, LoraLayer) for m in model.modules()):
         raise ValueError("the model already has adapters")
     attach_projection_linear(model)
-    own = adapter_target_names(model)
+    if target_names is not None:
+        modules = dict(model.named_modules())
+        convolutions = any(isinstance(modules.get(name), nn.Conv2d) for name in target_names)
+    own = adapter_target_names(model, convolutions)
     if target_names is not None and list(target_names) != own:
         missing = sorted(set(target_names) - set(own))
         extra = sorted(set(own) - set(target_names))
@@ -163,7 +182,8 @@ def merge_adapters(model: nn.Module) -> int:
     return len(adapted)
 
 
-def apply_finetune_mode(model: nn.Module, mode: str, *, rank: int = 8, alpha: float = 16.0) -> TrainableSummary:
+def apply_finetune_mode(model: nn.Module, mode: str, *, rank: int = 8, alpha: float = 16.0,
+                        convolutions: bool = False) -> TrainableSummary:
     """Freeze the parts of `model` that `mode` keeps fixed (adding adapters in "adapter" mode); logs the counts
     (out of the pre-trained model's parameters, without the adapters)."""
     if mode not in FINETUNE_MODES:
@@ -179,7 +199,7 @@ def apply_finetune_mode(model: nn.Module, mode: str, *, rank: int = 8, alpha: fl
         encoder.lang_proj.requires_grad_(True)
         encoder.logit_scale.requires_grad_(True)
     elif mode == "adapter":
-        add_adapters(model, rank, alpha)
+        add_adapters(model, rank, alpha, convolutions=convolutions)
     summary = count_parameters(model, mode, pretrained_total)
     logger.info(summary.describe())
     return summary
@@ -188,4 +208,5 @@ def apply_finetune_mode(model: nn.Module, mode: str, *, rank: int = 8, alpha: fl
 def apply_finetune_config(cfg, model: nn.Module) -> TrainableSummary:
     """`apply_finetune_mode` with `SOLVER.FINETUNE.*` of `cfg`."""
     finetune = cfg.SOLVER.FINETUNE
-    return apply_finetune_mode(model, finetune.MODE, rank=finetune.ADAPTER_RANK, alpha=finetune.ADAPTER_ALPHA)
+    return apply_finetune_mode(model, finetune.MODE, rank=finetune.ADAPTER_RANK, alpha=finetune.ADAPTER_ALPHA,
+                               convolutions=finetune.ADAPTER_CONV)

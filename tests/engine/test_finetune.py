@@ -137,9 +137,9 @@ def test_adapter_lr_factor_scales_only_the_adapters_learning_rate():
     assert any(n.startswith(PROJECTION_PATH) for n in checked) and any(".decoder." in n for n in checked)
 
 
-def perturbed_adapter_model(seed=0):
+def perturbed_adapter_model(seed=0, convolutions=False):
     cfg, model = tiny_model(seed)
-    apply_finetune_mode(model, "adapter", rank=4, alpha=8)
+    apply_finetune_mode(model, "adapter", rank=4, alpha=8, convolutions=convolutions)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -182,6 +182,35 @@ def test_adapter_file_round_trip_merges_into_the_plain_model(tmp_path):
     unmerged = tiny_model()[1]
     load_adapter(unmerged, path, merge=False)  # to continue training the adapters
     assert trainable_names(unmerged) == trainable_names(adapted)
+
+
+def test_convolution_adapters_reach_mask_features_and_merge_exactly(tmp_path):
+    _, model = tiny_model()
+    attach_projection_linear(model)
+    linear_only = adapter_target_names(model)
+    with_convolutions = adapter_target_names(model, convolutions=True)
+    added = [t for t in with_convolutions if t not in linear_only]
+    pixel_decoder = "sem_seg_head.pixel_decoder."
+    assert pixel_decoder + "mask_features" in added and pixel_decoder + "input_proj.0.0" in added
+    assert all(isinstance(model.get_submodule(t), nn.Conv2d) and t.startswith(pixel_decoder) for t in added)
+    # the FPN convolutions carry their own norm (and activation): an adapter there could not be merged
+    assert not [t for t in added if t.rpartition(".")[2].startswith(("adapter_", "layer_"))]
+
+    _, base = tiny_model()
+    save_checkpoint({"model": base.state_dict()}, tmp_path / "base.pth")
+    _, adapted = perturbed_adapter_model(convolutions=True)
+    path = tmp_path / "adapter.safetensors"
+    save_adapter(adapted, path, rank=4, alpha=8)
+    assert set(added) <= set(read_adapter_metadata(path)["target_modules"])
+    # the file's layers decide: a config without SOLVER.FINETUNE.ADAPTER_CONV loads it
+    merged_cfg = setup_cfg(TINY, FAST + ["MODEL.WEIGHTS", str(tmp_path / "base.pth"),
+                                         "MODEL.ADAPTER_WEIGHTS", str(path)])
+    merged = build_model(merged_cfg).eval()
+    load_model_weights(merged, merged_cfg)
+    assert not torch.equal(merged.state_dict()[pixel_decoder + "mask_features.weight"],
+                           base.state_dict()[pixel_decoder + "mask_features.weight"])
+    for got, want in zip(predict(merged), predict(adapted)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_adapter_refuses_other_base_weights_and_foreign_files(tmp_path):
