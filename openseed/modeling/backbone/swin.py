@@ -60,17 +60,13 @@ def shifted_window_mask(
     """Attention mask nW×(ws²)×(ws²) for shifted windows on a padded map: 0 within a region, -100 across regions.
 
     Regions are the 3×3 bands [0, -ws), [-ws, -shift), [-shift, end) along each axis of the *padded* map, numbered
-    row-major, as in the official implementation. The region of a pixel is computed from its row and column index
-    (no slice assignment), so that an exported graph (`torch.export`, ONNX) derives the number of windows from its
-    symbolic input size instead of keeping the traced one.
+    row-major, as in the official implementation.
     """
-
-    def band(length: int) -> torch.Tensor:  # band of each position along an axis: 0, 1 or 2
-        position = torch.arange(length, device=device)
-        return (position >= length - window_size).long() + (position >= length - shift).long()
-
-    region = band(padded_height).unsqueeze(1) * 3 + band(padded_width).unsqueeze(0)
-    region_windows = window_partition(region[None, :, :, None], window_size).squeeze(-1)
+    bands = (slice(0, -window_size), slice(-window_size, -shift), slice(-shift, None))
+    region = torch.zeros((1, padded_height, padded_width, 1), device=device)
+    for index, (rows, cols) in enumerate((r, c) for r in bands for c in bands):
+        region[:, rows, cols, :] = index
+    region_windows = window_partition(region, window_size).squeeze(-1)
     different = region_windows.unsqueeze(1) != region_windows.unsqueeze(2)
     return torch.zeros(different.shape, device=device, dtype=dtype).masked_fill(different, SHIFT_MASK_VALUE)
 
