@@ -8,8 +8,8 @@ calls `clip_full_model_gradients` after AMP unscaling (spec §11.1 [DESIGN]).
 
 Clean rules (default): LR × `SOLVER.BACKBONE_MULTIPLIER` for names containing "backbone", × `SOLVER.
 TEXT_ENCODER_MULTIPLIER` for names containing "lang_encoder", × `SOLVER.FINETUNE.ADAPTER_LR_FACTOR` for low-rank
-adapter parameters (names containing ".lora_", `SOLVER.FINETUNE.MODE` "adapter"); no weight decay for normalisation layers (every
-LayerNorm variant, incl. the text encoder's), `nn.Embedding`, position tables and learned queries
+adapter parameters (names containing ".lora_", `SOLVER.FINETUNE.MODE` "adapter"); no weight decay for normalisation
+layers (every LayerNorm variant, incl. the text encoder's), `nn.Embedding`, position tables and learned queries
 (`NO_DECAY_NAMES`) and every parameter with at most one dimension (biases, `logit_scale`).
 
 `reference_quirks=True` reproduces the official table: decay is removed only for parameters of the torch norm
