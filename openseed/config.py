@@ -228,6 +228,12 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.SOLVER.FINETUNE.MODE = "full"
     cfg.SOLVER.FINETUNE.ADAPTER_RANK = 8
     cfg.SOLVER.FINETUNE.ADAPTER_ALPHA = 16.0
+    # LR of the adapter parameters = BASE_LR x this factor (x the backbone/text multipliers of their layer): LoRA's
+    # small, zero-started updates commonly want ~10x the full fine-tuning LR
+    cfg.SOLVER.FINETUNE.ADAPTER_LR_FACTOR = 1.0
+    # also adapt the pixel decoder's plain convolutions (input projections, mask_features): the per-pixel mask
+    # embedding is otherwise out of the adapters' reach
+    cfg.SOLVER.FINETUNE.ADAPTER_CONV = False
     cfg.TEST.EVAL_PERIOD = 5000
     cfg.TEST.IMS_PER_GPU = 1  # evaluation images per batch and process (1: no padding between images)
     cfg.TEST.AMP = CN()  # evaluation under autocast on CUDA, as the official evaluation ran (float16)

@@ -157,8 +157,8 @@ def network_gflop(model, inputs: list[dict], vocabulary) -> float:
 
 
 def _onnx_runtime_model(cfg, model, vocabulary, path: Path, size: tuple[int, int]):
-    """Export `model` for `vocabulary` to `path`, traced at the padded `size` of the case (Swin graphs are only
-    valid at their traced size, README "ONNX Runtime"), and load it in ONNX Runtime (threads: torch's)."""
+    """Export `model` for `vocabulary` to `path`, traced at the padded `size` of the case (the graph accepts any
+    size; README "ONNX Runtime"), and load it in ONNX Runtime (threads: torch's)."""
     from openseed.export import OnnxRuntimeModel, export_onnx
     from openseed.modeling.postprocessing import PostprocessSettings
 

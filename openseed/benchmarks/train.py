@@ -92,7 +92,8 @@ def train_case(*, config_file: str, opts: list[str], weights: str, seed: int, si
     """One training-step case (run in a child process by `run_isolated`); see the module docstring."""
     cfg, model = build_benchmark_model(config_file, list(opts) + checkpoint_opts(checkpoint), weights, seed)
     trainable = apply_finetune_mode(model, finetune_mode, rank=cfg.SOLVER.FINETUNE.ADAPTER_RANK,
-                                    alpha=cfg.SOLVER.FINETUNE.ADAPTER_ALPHA)
+                                    alpha=cfg.SOLVER.FINETUNE.ADAPTER_ALPHA,
+                                    convolutions=cfg.SOLVER.FINETUNE.ADAPTER_CONV)
     model.train()
     optimizer = build_optimizer(cfg, model)
     datasets = resolve_datasets(cfg, datasets)

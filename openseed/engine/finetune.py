@@ -5,6 +5,8 @@
   `logit_scale` train;
 - "adapter": every pre-trained parameter is frozen; LoRA adapters (the `peft` library) train on
   `adapter_target_names(model)`: the linear layers of the pixel decoder and of the decoder, and the text projection;
+  with `SOLVER.FINETUNE.ADAPTER_CONV` also the pixel decoder's plain convolutions (its input projections and
+  `mask_features`, which makes the per-pixel mask embedding that no linear layer reaches);
 - "prompt": only the text side trains: `lang_proj` and `logit_scale` (the text transformer stays frozen).
 
 Frozen parameters get `requires_grad=False`, so they receive no gradient and `build_optimizer` (which only takes
@@ -52,7 +54,8 @@ def count_parameters(model: nn.Module, mode: str, total: int | None = None) -> T
     return TrainableSummary(mode, sum(p.numel() for p in params if p.requires_grad), total)
 
 
-def apply_finetune_mode(model: nn.Module, mode: str, *, rank: int = 8, alpha: float = 16.0) -> TrainableSummary:
+def apply_finetune_mode(model: nn.Module, mode: str, *, rank: int = 8, alpha: float = 16.0,
+                        convolutions: bool = False) -> TrainableSummary:
     """Freeze the parts of `model` that `mode` keeps fixed (adding adapters in "adapter" mode); logs the counts
     (out of the pre-trained model's parameters, without the adapters)."""
     if mode not in FINETUNE_MODES:
@@ -68,7 +71,7 @@ def apply_finetune_mode(model: nn.Module, mode: str, *, rank: int = 8, alpha: fl
         encoder.lang_proj.requires_grad_(True)
         encoder.logit_scale.requires_grad_(True)
     elif mode == "adapter":
-        add_adapters(model, rank, alpha)
+        add_adapters(model, rank, alpha, convolutions=convolutions)
     summary = count_parameters(model, mode, pretrained_total)
     logger.info(summary.describe())
     return summary
@@ -77,4 +80,5 @@ def apply_finetune_mode(model: nn.Module, mode: str, *, rank: int = 8, alpha: fl
 def apply_finetune_config(cfg, model: nn.Module) -> TrainableSummary:
     """`apply_finetune_mode` with `SOLVER.FINETUNE.*` of `cfg`."""
     finetune = cfg.SOLVER.FINETUNE
-    return apply_finetune_mode(model, finetune.MODE, rank=finetune.ADAPTER_RANK, alpha=finetune.ADAPTER_ALPHA)
+    return apply_finetune_mode(model, finetune.MODE, rank=finetune.ADAPTER_RANK, alpha=finetune.ADAPTER_ALPHA,
+                               convolutions=finetune.ADAPTER_CONV)

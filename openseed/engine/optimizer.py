@@ -7,8 +7,9 @@ hyper-parameters into one optimizer param group each. Clipping is not hidden ins
 calls `clip_full_model_gradients` after AMP unscaling (docs/official_behaviours.md §11.1 [DESIGN]).
 
 Clean rules (default): LR × `SOLVER.BACKBONE_MULTIPLIER` for names containing "backbone", × `SOLVER.
-TEXT_ENCODER_MULTIPLIER` for names containing "lang_encoder"; no weight decay for normalisation layers (every
-LayerNorm variant, incl. the text encoder's), `nn.Embedding`, position tables and learned queries
+TEXT_ENCODER_MULTIPLIER` for names containing "lang_encoder", × `SOLVER.FINETUNE.ADAPTER_LR_FACTOR` for low-rank
+adapter parameters (names containing ".lora_", `SOLVER.FINETUNE.MODE` "adapter"); no weight decay for normalisation
+layers (every LayerNorm variant, incl. the text encoder's), `nn.Embedding`, position tables and learned queries
 (`NO_DECAY_NAMES`) and every parameter with at most one dimension (biases, `logit_scale`).
 
 `reference_quirks=True` reproduces the official table: decay is removed only for parameters of the torch norm
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 BACKBONE_KEY = "backbone"
 TEXT_ENCODER_KEY = "lang_encoder"
+ADAPTER_KEY = ".lora_"  # peft's LoRA parameters: <layer>.lora_A.<adapter>.weight, <layer>.lora_B.<adapter>.weight
 
 # Parameters (or their modules) named like this never get weight decay in the clean rules.
 NO_DECAY_NAMES = frozenset(
@@ -73,13 +75,16 @@ def is_norm_module(module: nn.Module) -> bool:
     return isinstance(module, REFERENCE_NORM_TYPES) or bool(_NORM_CLASS_NAME.search(type(module).__name__))
 
 
-def lr_multiplier_for(name: str, backbone_multiplier: float, text_encoder_multiplier: float) -> float:
-    """LR multiplier of the parameter called `name` (full dotted name in the model)."""
+def lr_multiplier_for(name: str, backbone_multiplier: float, text_encoder_multiplier: float,
+                      adapter_lr_factor: float = 1.0) -> float:
+    """LR multiplier of the parameter called `name` (full dotted name in the model); the factors multiply."""
     multiplier = 1.0
     if BACKBONE_KEY in name:
         multiplier *= backbone_multiplier
     if TEXT_ENCODER_KEY in name:
         multiplier *= text_encoder_multiplier
+    if ADAPTER_KEY in name:
+        multiplier *= adapter_lr_factor
     return multiplier
 
 
@@ -119,6 +124,7 @@ def param_rules(
     weight_decay_embed: float = 0.0,
     backbone_multiplier: float = 1.0,
     text_encoder_multiplier: float = 1.0,
+    adapter_lr_factor: float = 1.0,
     reference_quirks: bool = False,
 ) -> list[ParamRule]:
     """The LR multiplier and weight decay of every trainable parameter of `model`, in `named_parameters` order.
@@ -134,7 +140,7 @@ def param_rules(
             decay, reason = _reference_decay(name, module, weight_decay, weight_decay_norm, weight_decay_embed)
         else:
             decay, reason = _clean_decay(name, param, module, weight_decay, weight_decay_norm, weight_decay_embed)
-        multiplier = lr_multiplier_for(name, backbone_multiplier, text_encoder_multiplier)
+        multiplier = lr_multiplier_for(name, backbone_multiplier, text_encoder_multiplier, adapter_lr_factor)
         rules.append(ParamRule(name, multiplier, decay, reason))
     return rules
 
@@ -149,6 +155,7 @@ def param_rules_from_config(cfg, model: nn.Module) -> list[ParamRule]:
         weight_decay_embed=solver.WEIGHT_DECAY_EMBED,
         backbone_multiplier=solver.BACKBONE_MULTIPLIER,
         text_encoder_multiplier=solver.TEXT_ENCODER_MULTIPLIER,
+        adapter_lr_factor=solver.FINETUNE.ADAPTER_LR_FACTOR,
         reference_quirks=solver.REFERENCE_WEIGHT_DECAY_QUIRKS,
     )
 

@@ -6,7 +6,7 @@ it and post-processes its outputs with the model's own post-processing (`opensee
 """
 
 from .network import InferenceNetwork, NetworkMetadata, preprocess_images
-from .onnx_export import compare_with_pytorch, export_onnx
+from .onnx_export import compare_with_pytorch, export_onnx, export_program
 from .onnx_runtime import OnnxRuntimeModel
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "OnnxRuntimeModel",
     "compare_with_pytorch",
     "export_onnx",
+    "export_program",
     "preprocess_images",
 ]

@@ -40,6 +40,20 @@ def _require_onnx():
                           f"{error}") from error
 
 
+def export_program(network: nn.Module, output_names: list[str], *, sample_size: tuple[int, int], step: int,
+                   min_size: int, max_size: int):
+    """`torch.onnx.ONNXProgram` of `network` (eval mode; one input "image" 1×3×H×W), H and W symbolic multiples of
+    `step` from `min_size` to `max_size`, traced at `sample_size`."""
+    _require_onnx()
+    height = step * torch.export.Dim("height_blocks", min=max(1, min_size // step), max=max_size // step)
+    width = step * torch.export.Dim("width_blocks", min=max(1, min_size // step), max=max_size // step)
+    sample = torch.zeros(1, 3, *sample_size)
+    with torch.no_grad():
+        return torch.onnx.export(network, (sample,), dynamo=True, input_names=["image"], output_names=output_names,
+                                 dynamic_shapes=({2: height, 3: width},), opset_version=OPSET, optimize=True,
+                                 verbose=False)
+
+
 def export_onnx(model: nn.Module, vocabulary: Vocabulary, path: str | os.PathLike, *,
                 sample_size: tuple[int, int] = (512, 512), min_size: int = 128, max_size: int = 4096) -> Path:
     """Write the network of `model` (an `OpenSeeD` in eval mode on CPU, float32) for `vocabulary` to `path`.
@@ -62,13 +76,8 @@ def export_onnx(model: nn.Module, vocabulary: Vocabulary, path: str | os.PathLik
     with torch.no_grad():
         text = model.lang_encoder.embed_vocabulary(vocabulary, train=False)
     network = InferenceNetwork(model, text).eval()
-    height = step * torch.export.Dim("height_blocks", min=max(1, min_size // step), max=max_size // step)
-    width = step * torch.export.Dim("width_blocks", min=max(1, min_size // step), max=max_size // step)
-    sample = torch.zeros(1, 3, *sample_size)
-    with torch.no_grad():
-        program = torch.onnx.export(network, (sample,), dynamo=True, input_names=["image"],
-                                    output_names=list(OUTPUT_NAMES), dynamic_shapes=({2: height, 3: width},),
-                                    opset_version=OPSET, optimize=True, verbose=False)
+    program = export_program(network, list(OUTPUT_NAMES), sample_size=sample_size, step=step, min_size=min_size,
+                             max_size=max_size)
     program.model.metadata_props[METADATA_KEY] = metadata.to_json()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,9 @@ text transformer's last linear layer, was not chosen: it does not reach `lang_pr
 MiniLM it would force the transformer to run with gradients at every step.
 
 Not adapted (the model would bypass or duplicate the adapter): the `out_proj` of `nn.MultiheadAttention` (its forward
-reads the weight directly) and linear layers registered under several names (the shared box MLP).
+reads the weight directly), linear layers registered under several names (the shared box MLP), and convolutions
+with a built-in norm or activation (Detectron2's `Conv2d(norm=..., activation=...)` of the FPN: peft would add the
+low-rank term after them, so merging it into the weight would change the output).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import nn
 
 LANGUAGE_ENCODER_PATH = "sem_seg_head.predictor.lang_encoder"
 PROJECTION_PATH = LANGUAGE_ENCODER_PATH + ".projection"
+PIXEL_DECODER_PREFIX = "sem_seg_head.pixel_decoder."
 ADAPTED_PREFIXES = ("sem_seg_head.pixel_decoder.", "sem_seg_head.predictor.")
 ADAPTER_NAME = "default"  # peft's adapter name, part of the adapter parameters' names
 
@@ -47,14 +50,22 @@ def attach_projection_linear(model: nn.Module) -> nn.Linear:
     return linear
 
 
-def adapter_target_names(model: nn.Module) -> list[str]:
-    """Full names of the linear layers that get adapters (see the module docstring), in module order.
+def is_plain_convolution(module: nn.Module) -> bool:
+    """A 2-d convolution whose forward is the convolution alone (no Detectron2 norm or activation inside)."""
+    return (isinstance(module, nn.Conv2d) and getattr(module, "norm", None) is None
+            and getattr(module, "activation", None) is None)
+
+
+def adapter_target_names(model: nn.Module, convolutions: bool = False) -> list[str]:
+    """Full names of the layers that get adapters (see the module docstring), in module order: linear layers, and
+    with `convolutions` also the pixel decoder's plain convolutions.
 
     Call after `attach_projection_linear`, so that the text projection is among them.
     """
     names_of: dict[int, list[str]] = {}
     for name, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) or (convolutions and name.startswith(PIXEL_DECODER_PREFIX)
+                                             and is_plain_convolution(module)):
             names_of.setdefault(id(module), []).append(name)
     inside_attention = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
     targets = []
@@ -80,17 +91,23 @@ def base_weights_digest(model: nn.Module, target_names: list[str]) -> str:
     return hasher.hexdigest()
 
 
-def add_adapters(model: nn.Module, rank: int, alpha: float, target_names: list[str] | None = None) -> list[str]:
-    """Freeze `model` and add trainable LoRA adapters of rank `rank` (scale alpha / rank) to the target layers.
+def add_adapters(model: nn.Module, rank: int, alpha: float, target_names: list[str] | None = None,
+                 convolutions: bool = False) -> list[str]:
+    """Freeze `model` and add trainable LoRA adapters of rank `rank` (scale alpha / rank) to the target layers
+    (`adapter_target_names(model, convolutions)`).
 
-    `target_names` (e.g. read from an adapter file) must equal the model's own targets; returns the targets.
+    `target_names` (e.g. read from an adapter file) must equal the model's own targets, with convolutions when it
+    names one; returns the targets.
     """
     if rank <= 0:
         raise ValueError(f"SOLVER.FINETUNE.ADAPTER_RANK must be positive, got {rank}")
     if any(isinstance(m, LoraLayer) for m in model.modules()):
         raise ValueError("the model already has adapters")
     attach_projection_linear(model)
-    own = adapter_target_names(model)
+    if target_names is not None:
+        modules = dict(model.named_modules())
+        convolutions = any(isinstance(modules.get(name), nn.Conv2d) for name in target_names)
+    own = adapter_target_names(model, convolutions)
     if target_names is not None and list(target_names) != own:
         missing = sorted(set(target_names) - set(own))
         extra = sorted(set(own) - set(target_names))

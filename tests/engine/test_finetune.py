@@ -110,9 +110,42 @@ def test_frozen_parameters_get_no_gradient_and_no_optimizer_state(mode):
     assert changed
 
 
-def perturbed_adapter_model(seed=0):
-    cfg, model = tiny_model(seed)
+def test_adapter_lr_factor_scales_only_the_adapters_learning_rate():
+    factor, text_multiplier = 10.0, 3.0
+    cfg, model = tiny_model(opts=["SOLVER.FINETUNE.ADAPTER_LR_FACTOR", str(factor),
+                                  "SOLVER.TEXT_ENCODER_MULTIPLIER", str(text_multiplier)])
     apply_finetune_mode(model, "adapter", rank=4, alpha=8)
+    model.train()
+    optimizer = build_optimizer(cfg, model)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    base_lr = cfg.SOLVER.BASE_LR
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            assert id(param) not in lr_of, name
+            continue
+        text = text_multiplier if name.startswith(LANGUAGE_ENCODER_PATH) else 1.0
+        assert lr_of[id(param)] == pytest.approx(base_lr * factor * text), name
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    sum(model(training_batch(cfg)).values()).backward()
+    optimizer.step()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            assert param not in optimizer.state and torch.equal(param, before[name]), name
+    # AdamW's first step moves each element with a gradient by lr·g/(|g| + eps) ≈ lr; the zero-initialised lora_B
+    # has no weight decay to add, so its largest step is its learning rate
+    checked = []
+    for name, param in model.named_parameters():
+        if ".lora_B." in name and param.grad is not None and float(param.grad.abs().max()) > 1e-4:
+            text = text_multiplier if name.startswith(LANGUAGE_ENCODER_PATH) else 1.0
+            step = float((param.detach() - before[name]).abs().max())
+            assert step == pytest.approx(base_lr * factor * text, rel=0.01), name
+            checked.append(name)
+    assert any(n.startswith(PROJECTION_PATH) for n in checked) and any(".decoder." in n for n in checked)
+
+
+def perturbed_adapter_model(seed=0, convolutions=False):
+    cfg, model = tiny_model(seed)
+    apply_finetune_mode(model, "adapter", rank=4, alpha=8, convolutions=convolutions)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -155,6 +188,35 @@ def test_adapter_file_round_trip_merges_into_the_plain_model(tmp_path):
     unmerged = tiny_model()[1]
     load_adapter(unmerged, path, merge=False)  # to continue training the adapters
     assert trainable_names(unmerged) == trainable_names(adapted)
+
+
+def test_convolution_adapters_reach_mask_features_and_merge_exactly(tmp_path):
+    _, model = tiny_model()
+    attach_projection_linear(model)
+    linear_only = adapter_target_names(model)
+    with_convolutions = adapter_target_names(model, convolutions=True)
+    added = [t for t in with_convolutions if t not in linear_only]
+    pixel_decoder = "sem_seg_head.pixel_decoder."
+    assert pixel_decoder + "mask_features" in added and pixel_decoder + "input_proj.0.0" in added
+    assert all(isinstance(model.get_submodule(t), nn.Conv2d) and t.startswith(pixel_decoder) for t in added)
+    # the FPN convolutions carry their own norm (and activation): an adapter there could not be merged
+    assert not [t for t in added if t.rpartition(".")[2].startswith(("adapter_", "layer_"))]
+
+    _, base = tiny_model()
+    save_checkpoint({"model": base.state_dict()}, tmp_path / "base.pth")
+    _, adapted = perturbed_adapter_model(convolutions=True)
+    path = tmp_path / "adapter.safetensors"
+    save_adapter(adapted, path, rank=4, alpha=8)
+    assert set(added) <= set(read_adapter_metadata(path)["target_modules"])
+    # the file's layers decide: a config without SOLVER.FINETUNE.ADAPTER_CONV loads it
+    merged_cfg = setup_cfg(TINY, FAST + ["MODEL.WEIGHTS", str(tmp_path / "base.pth"),
+                                         "MODEL.ADAPTER_WEIGHTS", str(path)])
+    merged = build_model(merged_cfg).eval()
+    load_model_weights(merged, merged_cfg)
+    assert not torch.equal(merged.state_dict()[pixel_decoder + "mask_features.weight"],
+                           base.state_dict()[pixel_decoder + "mask_features.weight"])
+    for got, want in zip(predict(merged), predict(adapted)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_adapter_refuses_other_base_weights_and_foreign_files(tmp_path):

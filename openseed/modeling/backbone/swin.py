@@ -174,8 +174,10 @@ class SwinStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ws = self.window_size
-        padded_h = -(-x.shape[1] // ws) * ws
-        padded_w = -(-x.shape[2] // ws) * ws
+        # the padding of `SwinBlock`; not `-(-h // ws) * ws`: an exported graph divides integers by truncation
+        # (ONNX Div), which rounds the negative quotient up and loses a window row/column at other sizes
+        padded_h = x.shape[1] + (ws - x.shape[1] % ws) % ws
+        padded_w = x.shape[2] + (ws - x.shape[2] % ws) % ws
         mask = shifted_window_mask(padded_h, padded_w, ws, self.shift_size, x.device, x.dtype)
         for block in self.blocks:
             if self.use_checkpoint and torch.is_grad_enabled():
