@@ -108,3 +108,18 @@ def test_overrides_of_an_arm_and_unknown_arms():
     cfg.arm = "nope"
     with pytest.raises(KeyError, match="unknown arm 'nope'"):
         ablate.detectron2_overrides(cfg, "/tmp/run")
+
+
+@pytest.mark.parametrize("experiment", ["mask_assist", "decoupled", "joint_data"])
+def test_sweeps_run_both_arms_of_a_seed_before_the_next_seed(experiment):
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs" / "ablations"), version_base=None):
+        cfg = compose(experiment, return_hydra_config=True)
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()] + ["seed=0,1"]  # as BasicSweeper.sweep
+    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)[0]
+    first, second = list(cfg.arms)
+    assert [sorted(job) for job in jobs] == [sorted([f"seed={s}", f"arm={a}"]) for s in (0, 1) for a in (first, second)]
+    assert cfg.arm == first and len(cfg.arms) == 2
