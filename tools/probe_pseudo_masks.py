@@ -10,12 +10,19 @@ the GT class name (`Predictor.segment_boxes`: the clean conditioned query that m
 pseudo-mask in training, at the evaluation resolution) and compares it with the true mask: IoU, precision (the
 share of the decoded mask on the object) and recall, per class and overall; the IoU of the whole box taken as the
 mask is the reference of a box-only guess. Prints a markdown table and writes the numbers as json.
+
+    python tools/probe_pseudo_masks.py --predictions EVAL_DIR/synabl_boxes_val_masks/coco_instances_results.json \
+        --gt-json datasets/synthetic_ablation/boxes/val/instances_masks.json
+
+measures instead the model's own predicted masks (the evaluation's dump): per true object, the same-class prediction
+of highest IoU (its precision and recall alongside), the student that mask assistance trains on the pseudo-masks.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -63,6 +70,33 @@ def probe_dataset(predictor: Predictor, dataset: str, class_names: list[str]) ->
     return per_class
 
 
+def best_predictions(predictions: list[dict], ground_truth: dict) -> dict[str, list[dict]]:
+    """{class name: [{"iou", "precision", "recall", "box_iou"} per true object]} of the same-class predicted mask
+    (COCO results with RLE `segmentation`) of highest IoU with each true mask of a COCO instances json; objects
+    without any same-class prediction are left out."""
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    by_image: dict[int, list[dict]] = {}
+    for prediction in predictions:
+        by_image.setdefault(prediction["image_id"], []).append(prediction)
+    per_class: dict[str, list[dict]] = {}
+    for annotation in ground_truth["annotations"]:
+        truth = mask_util.decode(annotation["segmentation"]).astype(bool)
+        x, y, w, h = annotation["bbox"]
+        best = None
+        for prediction in by_image.get(annotation["image_id"], []):
+            if prediction["category_id"] != annotation["category_id"]:
+                continue
+            mask = mask_util.decode(prediction["segmentation"]).astype(bool)
+            overlap = float((mask & truth).sum())
+            iou = overlap / max(float((mask | truth).sum()), 1.0)
+            if best is None or iou > best["iou"]:
+                best = {"iou": iou, "precision": overlap / max(float(mask.sum()), 1.0),
+                        "recall": overlap / max(float(truth.sum()), 1.0), "box_iou": float(truth.sum()) / (w * h)}
+        if best is not None:
+            per_class.setdefault(names[annotation["category_id"]], []).append(best)
+    return per_class
+
+
 def summary_rows(dataset: str, per_class: dict[str, list[dict]]) -> list[dict]:
     """Mean of each measure per class and over all objects of the dataset."""
     groups = list(per_class.items()) + [("all", [o for objects in per_class.values() for o in objects])]
@@ -73,18 +107,28 @@ def summary_rows(dataset: str, per_class: dict[str, list[dict]]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = FlagsAnywhereParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True)
-    parser.add_argument("--weights", required=True)
+    parser.add_argument("--config-file", help="config of the model whose conditioned masks are probed")
+    parser.add_argument("--weights", help="its weights")
+    parser.add_argument("--predictions", help="instead: an evaluation's coco_instances_results.json to measure")
+    parser.add_argument("--gt-json", help="with --predictions: the COCO instances json with the true masks")
     parser.add_argument("--datasets", nargs="+", default=["synabl_boxes_val_masks", "synabl_zeroshot_val"])
     parser.add_argument("--output", default="", help="json file of the rows (optional)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
-    predictor = Predictor(args.config_file, args.weights, opts=args.opts)
     rows = []
-    for dataset in args.datasets:
-        class_names = list(resolve_metadata(dataset).thing_classes)
-        rows += summary_rows(dataset, probe_dataset(predictor, dataset, class_names))
-    print("| dataset | class | objects | IoU | precision | recall | box-as-mask IoU |\n|---|---|---|---|---|---|---|")
+    if args.predictions:
+        if not args.gt_json:
+            parser.error("--predictions needs --gt-json")
+        with open(args.predictions, encoding="utf-8") as f, open(args.gt_json, encoding="utf-8") as g:
+            rows = summary_rows(os.path.basename(args.gt_json), best_predictions(json.load(f), json.load(g)))
+    else:
+        if not (args.config_file and args.weights):
+            parser.error("give --config-file and --weights (or --predictions and --gt-json)")
+        predictor = Predictor(args.config_file, args.weights, opts=args.opts)
+        for dataset in args.datasets:
+            class_names = list(resolve_metadata(dataset).thing_classes)
+            rows += summary_rows(dataset, probe_dataset(predictor, dataset, class_names))
+    print("| dataset | class | objects | IoU | precision | recall | box-as-mask IoU (truth area / box area) |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['dataset']} | {r['class']} | {r['objects']} | {r['iou']:.3f} | {r['precision']:.3f} | "
               f"{r['recall']:.3f} | {r['box_iou']:.3f} |")

@@ -44,12 +44,13 @@ def probe_set(tmp_path_factory):
     root = generate_synthetic_datasets(str(tmp_path_factory.mktemp("probe") / "abl"), seed=0, num_train=1, num_val=3,
                                        family="ablation")
     register_synthetic_datasets(root, prefix="probe", family="ablation")
-    return "probe_boxes_val_masks"
+    return "probe_boxes_val_masks", root
 
 
 def test_true_masks_score_one_and_boxes_score_the_box_iou(probe_set):
     from detectron2.data import DatasetCatalog
 
+    probe_set, _root = probe_set
     tool = _tool()
     names = ["red ring", "green cross", "blue blob", "yellow crescent"]
     records = DatasetCatalog.get(probe_set)
@@ -60,3 +61,34 @@ def test_true_masks_score_one_and_boxes_score_the_box_iou(probe_set):
     boxes = tool.summary_rows(probe_set, tool.probe_dataset(_BoxPredictor(), probe_set, names))
     for row in boxes:
         assert row["iou"] == pytest.approx(row["box_iou"]) and row["recall"] == 1.0 and row["iou"] < 0.7
+
+
+def test_best_same_class_prediction_per_true_mask(probe_set):
+    import json
+    import os
+
+    import pycocotools.mask as mask_util
+
+    _name, root = probe_set
+    tool = _tool()
+    with open(os.path.join(root, "boxes", "val", "instances_masks.json")) as f:
+        truth = json.load(f)
+    predictions = []
+    for ann in truth["annotations"]:
+        x, y, w, h = (int(v) for v in ann["bbox"])
+        box = np.zeros(ann["segmentation"]["size"], dtype=np.uint8)
+        box[y:y + h, x:x + w] = 1
+        rle = mask_util.encode(np.asfortranarray(box))
+        predictions.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "segmentation": rle,
+                            "score": 0.9})
+        other = 1 + ann["category_id"] % len(truth["categories"])  # the true mask, but of another class: ignored
+        predictions.append({"image_id": ann["image_id"], "category_id": other, "segmentation": ann["segmentation"],
+                            "score": 0.8})
+    rows = tool.summary_rows("t", tool.best_predictions(predictions, truth))
+    assert rows[-1]["objects"] == len(truth["annotations"])
+    for row in rows:
+        assert row["recall"] == 1.0 and row["iou"] == pytest.approx(row["precision"])
+        assert row["iou"] == pytest.approx(row["box_iou"]) and row["iou"] < 0.7
+    predictions += [{**p, "category_id": a["category_id"], "segmentation": a["segmentation"]}
+                    for p, a in zip(predictions[1::2], truth["annotations"])]
+    assert all(r["iou"] == 1.0 for r in tool.summary_rows("t", tool.best_predictions(predictions, truth)))
