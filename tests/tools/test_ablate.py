@@ -110,7 +110,8 @@ def test_overrides_of_an_arm_and_unknown_arms():
         ablate.detectron2_overrides(cfg, "/tmp/run")
 
 
-@pytest.mark.parametrize("experiment", ["mask_assist", "decoupled", "decoupled_seg_only", "joint_data"])
+@pytest.mark.parametrize("experiment", ["mask_assist", "mask_assist_matching", "decoupled", "decoupled_seg_only",
+                                        "joint_data"])
 def test_sweeps_run_both_arms_of_a_seed_before_the_next_seed(experiment):
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
