@@ -46,3 +46,18 @@ def test_wandb_offline_writer_logs_scalars(tmp_path, monkeypatch):
     for writer in writers:
         writer.close()
     assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_wandb_runs_of_a_sweep_share_a_group(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = str(tmp_path)
+    cfg.WANDB.ENABLED = True
+    cfg.WANDB.GROUP = "mask_assist"
+    cfg.WANDB.NAME = "with_assist/seed0"
+    writers = build_writers(cfg, max_iter=10, log_period=1)
+    try:
+        assert writers[-1].run.group == "mask_assist" and writers[-1].run.name == "with_assist/seed0"
+    finally:
+        for writer in writers:
+            writer.close()
