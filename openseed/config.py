@@ -245,6 +245,7 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.WANDB.ENABLED = False
     cfg.WANDB.PROJECT = "openseed"
     cfg.WANDB.NAME = ""
+    cfg.WANDB.GROUP = ""  # runs of one sweep share a group (tools/ablate.py sets the experiment name)
     cfg.WANDB.MODE = "offline"
 
 

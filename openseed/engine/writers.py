@@ -50,7 +50,8 @@ class WandbWriter(EventWriter):
     """Log the scalars of the event storage to Weights & Biases (`WANDB.*`; `WANDB.MODE: offline` needs no
     account: the run is stored under `OUTPUT_DIR/wandb` and can be synced later with `wandb sync`)."""
 
-    def __init__(self, *, project: str, name: str, mode: str, output_dir: str, config: dict, window_size: int):
+    def __init__(self, *, project: str, name: str, mode: str, output_dir: str, config: dict, window_size: int,
+                 group: str = ""):
         try:
             import wandb
         except ImportError as error:
@@ -59,7 +60,8 @@ class WandbWriter(EventWriter):
 
         os.makedirs(output_dir, exist_ok=True)
         self._run = wandb.init(
-            project=project, name=name or None, mode=mode, dir=output_dir, config=config, reinit="create_new"
+            project=project, name=name or None, group=group or None, mode=mode, dir=output_dir, config=config,
+            reinit="create_new",
         )
         self._window_size = window_size
         self._last_write = -1
@@ -69,6 +71,7 @@ class WandbWriter(EventWriter):
         return cls(
             project=cfg.WANDB.PROJECT,
             name=cfg.WANDB.NAME,
+            group=cfg.WANDB.GROUP,
             mode=cfg.WANDB.MODE,
             output_dir=cfg.OUTPUT_DIR,
             config=yaml.safe_load(cfg.dump()),

@@ -56,3 +56,18 @@ def test_wandb_writer_without_the_package_names_the_extra_and_the_key(tmp_path, 
     cfg.WANDB.ENABLED = True
     with pytest.raises(ImportError, match=r"WANDB.ENABLED.*\[wandb\]"):
         build_writers(cfg, max_iter=10, log_period=1)
+
+
+def test_wandb_runs_of_a_sweep_share_a_group(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = str(tmp_path)
+    cfg.WANDB.ENABLED = True
+    cfg.WANDB.GROUP = "mask_assist"
+    cfg.WANDB.NAME = "with_assist/seed0"
+    writers = build_writers(cfg, max_iter=10, log_period=1)
+    try:
+        assert writers[-1].run.group == "mask_assist" and writers[-1].run.name == "with_assist/seed0"
+    finally:
+        for writer in writers:
+            writer.close()

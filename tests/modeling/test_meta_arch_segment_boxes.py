@@ -85,3 +85,23 @@ def test_invalid_prompts(model):
             model.segment_boxes(_inputs()[1:], [[[0, 0, 10, 10]]])
     finally:
         model.eval()
+
+
+def test_network_resolution_gives_output_sized_masks_and_boxes():
+    """Decided at the network input (POSTPROCESS_RESOLUTION network, the Predictor's default) for an output larger
+    than the input: masks and boxes come back at the output size, as with the "output" resolution."""
+    torch.manual_seed(0)
+    cfg = setup_cfg("configs/tiny/tiny_decoupled.yaml", ["MODEL.DECODER.TEST.POSTPROCESS_RESOLUTION", "network"])
+    network = build_model(cfg).eval()
+    exact = build_model(setup_cfg("configs/tiny/tiny_decoupled.yaml")).eval()
+    exact.load_state_dict(network.state_dict())
+    inputs = _inputs()[:1]  # 96×128 input, output 192×256
+    boxes = [torch.tensor([[10.0, 20.0, 120.0, 150.0], [130.0, 10.0, 250.0, 100.0]])]
+    with torch.no_grad():
+        coarse = network.segment_boxes(inputs, boxes)[0]
+        fine = exact.segment_boxes(inputs, boxes)[0]
+    assert coarse.image_size == (192, 256) and coarse.pred_masks.shape == (2, 192, 256)
+    assert torch.allclose(coarse.pred_boxes.tensor, boxes[0], atol=0.05)
+    assert torch.allclose(coarse.pred_boxes.tensor, fine.pred_boxes.tensor, atol=1e-3)
+    agreement = (coarse.pred_masks == fine.pred_masks).float().mean()
+    assert agreement > 0.95

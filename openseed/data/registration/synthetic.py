@@ -8,6 +8,10 @@ Names (prefix `synthetic` by default):
 - `synthetic_ade_val` (ADE-like panoptic, things and stuff interleaved), `synthetic_lvis_val` (LVIS json, frequency
   groups f/c/r = panoptic/box-only/zero-shot classes), `synthetic_odinw_val` (detection, shape names only).
 
+The ablation benchmark (`openseed.data.synthetic.ablation`, family "ablation") is registered the same way from
+`$DETECTRON2_DATASETS/synthetic_ablation` with the prefix `synabl`: `synabl_panoptic_{train,val}`,
+`synabl_boxes_{train,val}`, `synabl_boxes_val_masks`, `synabl_zeroshot_val`.
+
 Registration never touches the files; loading a set whose files are missing raises `DatasetFilesMissing` that names
 them and says how to generate them.
 """
@@ -18,15 +22,17 @@ import os
 
 from detectron2.data.datasets.lvis import load_lvis_json
 
+from ..synthetic.ablation import FAMILY_PREFIX, family_sets
 from ..synthetic.generate import default_synthetic_root
-from ..synthetic.layout import SetPaths, SyntheticSet, set_paths, synthetic_sets
+from ..synthetic.layout import SetPaths, SyntheticSet, set_paths
 from ..synthetic.writers import LABEL_DIVISOR
 from .coco import load_coco_instances, load_coco_panoptic
 from .common import register, require_files
 
 
-def _hint(root: str) -> str:
-    return f"Generate the synthetic datasets with `python -m openseed.data.synthetic --root {root}`."
+def _hint(root: str, family: str) -> str:
+    flag = "" if family == "demo" else f" --family {family}"
+    return f"Generate the synthetic datasets with `python -m openseed.data.synthetic --root {root}{flag}`."
 
 
 def panoptic_metadata(spec: SyntheticSet) -> dict:
@@ -94,12 +100,15 @@ def _register_set(name: str, spec: SyntheticSet, paths: SetPaths, hint: str) -> 
                  json_file=paths.mask_json, **common, **meta)
 
 
-def register_synthetic_datasets(root: str | None = None, prefix: str = "synthetic") -> list[str]:
-    """Register every synthetic set as `{prefix}_{key}` with files under `root`; returns the registered names."""
-    root = os.path.abspath(root or default_synthetic_root())
-    hint = _hint(root)
+def register_synthetic_datasets(root: str | None = None, prefix: str | None = None, family: str = "demo") -> list[str]:
+    """Register every set of a family as `{prefix}_{key}` with files under `root`; returns the registered names.
+
+    `prefix` defaults to the family's ("synthetic" for the demo's sets, "synabl" for the ablation benchmark)."""
+    root = os.path.abspath(root or default_synthetic_root(family))
+    prefix = prefix or FAMILY_PREFIX[family]
+    hint = _hint(root, family)
     names = []
-    for spec, _count in synthetic_sets():
+    for spec, _count in family_sets(family):
         name = f"{prefix}_{spec.key}"
         _register_set(name, spec, set_paths(root, spec), hint)
         names.append(name)

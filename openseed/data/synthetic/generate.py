@@ -18,17 +18,21 @@ import numpy as np
 from PIL import Image
 
 from ..paths import datasets_root
+from .ablation import FAMILY_FOLDER, family_sets
+from .discrepancy import render_discrepancy_scene
 from .drawing import render_scene
-from .layout import GENERATOR_VERSION, MANIFEST, SyntheticSet, lvis_frequency, set_paths, synthetic_sets
+from .layout import GENERATOR_VERSION, MANIFEST, SyntheticSet, lvis_frequency, set_paths
 from .writers import ids_to_rgb, instance_annotation, panoptic_ids, semantic_map
 
 logger = logging.getLogger(__name__)
 JPEG_QUALITY = 92
 
 
-def default_synthetic_root() -> str:
-    """`$DETECTRON2_DATASETS/synthetic` (default `datasets/synthetic`)."""
-    return os.path.join(datasets_root(), "synthetic")
+def default_synthetic_root(family: str = "demo") -> str:
+    """`$DETECTRON2_DATASETS/synthetic` (default `datasets/synthetic`); `synthetic_ablation` for the ablation family."""
+    if family not in FAMILY_FOLDER:
+        raise ValueError(f"unknown synthetic family {family!r}; known: {tuple(FAMILY_FOLDER)}")
+    return os.path.join(datasets_root(), FAMILY_FOLDER[family])
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -49,9 +53,13 @@ def generate_set(root: str, spec: SyntheticSet, num_images: int, seed: int) -> N
     thing_categories = [c for c in categories if c["isthing"]]
     images, panoptic_anns, boxes, masked = [], [], [], []
     set_seed = zlib.crc32(spec.key.encode("utf-8"))
+    renderers = {"bands": render_scene, "amorphous": render_discrepancy_scene}
+    if spec.scene not in renderers:
+        raise ValueError(f"synthetic set {spec.key!r}: unknown scene renderer {spec.scene!r}; known: {list(renderers)}")
+    render = renderers[spec.scene]
     for index in range(num_images):
         rng = np.random.default_rng([seed, set_seed, index])
-        scene = render_scene(rng, spec.things, sizes=spec.sizes, objects_per_image=spec.objects_per_image)
+        scene = render(rng, spec.things, sizes=spec.sizes, objects_per_image=spec.objects_per_image)
         image_id, stem = index + 1, f"{index:06d}"
         h, w = scene.image.shape[:2]
         Image.fromarray(scene.image).save(os.path.join(paths.image_root, stem + ".jpg"), quality=JPEG_QUALITY)
@@ -100,8 +108,11 @@ def _lvis_categories(categories: list[dict], annotations: list[dict]) -> list[di
     return result
 
 
-def _manifest(seed: int, num_train: int, num_val: int) -> dict:
-    return {"generator_version": GENERATOR_VERSION, "seed": seed, "num_train": num_train, "num_val": num_val}
+def _manifest(seed: int, num_train: int, num_val: int, family: str) -> dict:
+    manifest = {"generator_version": GENERATOR_VERSION, "seed": seed, "num_train": num_train, "num_val": num_val}
+    if family != "demo":  # the demo's manifest stays as it was
+        manifest["family"] = family
+    return manifest
 
 
 def read_manifest(root: str) -> dict | None:
@@ -113,18 +124,19 @@ def read_manifest(root: str) -> dict | None:
 
 
 def generate_synthetic_datasets(root: str | None = None, *, seed: int = 0, num_train: int = 300,
-                                num_val: int = 50) -> str:
-    """Generate every synthetic set under `root` (replacing an earlier generation there); returns the root."""
-    root = os.path.abspath(root or default_synthetic_root())
+                                num_val: int = 50, family: str = "demo") -> str:
+    """Generate every set of a family ("demo" or "ablation", see `ablation.py`) under `root` (replacing an earlier
+    generation there); returns the root."""
+    root = os.path.abspath(root or default_synthetic_root(family))
     if os.path.isdir(root) and os.listdir(root) and read_manifest(root) is None:
         raise FileExistsError(f"{root} exists, is not empty and holds no {MANIFEST}: it is not a synthetic-dataset "
                               "folder written by openseed.data.synthetic; refusing to overwrite it")
     start = time.perf_counter()
     partial = f"{root}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
-    for spec, count in synthetic_sets(num_train, num_val):
+    for spec, count in family_sets(family, num_train, num_val):
         generate_set(partial, spec, count, seed)
-    manifest = _manifest(seed, num_train, num_val)
+    manifest = _manifest(seed, num_train, num_val, family)
     _write_json(os.path.join(partial, MANIFEST), manifest)
     _install(partial, root)
     logger.info("synthetic datasets written to %s in %.1f s", root, time.perf_counter() - start)
@@ -144,9 +156,9 @@ def _install(partial: str, root: str) -> None:
 
 
 def ensure_synthetic_datasets(root: str | None = None, *, seed: int = 0, num_train: int = 300,
-                              num_val: int = 50) -> str:
+                              num_val: int = 50, family: str = "demo") -> str:
     """Generate the synthetic sets under `root` unless a complete generation with these parameters is there."""
-    root = os.path.abspath(root or default_synthetic_root())
-    if read_manifest(root) != _manifest(seed, num_train, num_val):
-        generate_synthetic_datasets(root, seed=seed, num_train=num_train, num_val=num_val)
+    root = os.path.abspath(root or default_synthetic_root(family))
+    if read_manifest(root) != _manifest(seed, num_train, num_val, family):
+        generate_synthetic_datasets(root, seed=seed, num_train=num_train, num_val=num_val, family=family)
     return root

@@ -37,7 +37,8 @@ class SyntheticSet:
     """One generated split.
 
     `things` is the pool of shapes drawn in the images; `label_by` says whether a drawn shape's category is its full
-    name ("red circle") or its shape only ("circle", ODinW-like). `kind` selects the annotation files.
+    name ("red circle") or its shape only ("circle", ODinW-like). `kind` selects the annotation files; `scene` the
+    renderer: "bands" (`drawing.render_scene`) or "amorphous" (`discrepancy.render_discrepancy_scene`).
     """
 
     key: str
@@ -51,6 +52,7 @@ class SyntheticSet:
     with_stuff: bool = False
     interleave_stuff: bool = False
     write_mask_json: bool = False
+    scene: str = "bands"
 
     @property
     def folder(self) -> str:

@@ -41,7 +41,7 @@ def box_prompt_instances(pred_logits: Tensor, pred_masks: Tensor, pred_boxes: Te
         class_scores = probs.gather(1, classes[:, None])[:, 0]
     else:
         class_scores, classes = probs.max(-1)
-    result = Instances(output_size)
+    result = Instances(geometry.output_size)  # the network input size when decided there, resized below
     result.pred_masks = masks
     result.pred_boxes = Boxes(boxes_to_output_pixels(pred_boxes.float(), geometry))
     result.scores = class_scores * mask_scores.to(class_scores.device)
