@@ -72,6 +72,17 @@ class JointStepTrainer(SimpleTrainer):
         self._data_loader_iter_obj = iter(self.data_loader)
         self._first_batch = next(self._data_loader_iter_obj)
 
+    def stop_data_iterator(self) -> None:
+        """Close the data iterator, which shuts its data-loader worker processes down now.
+
+        Called when training ends, also by an error: otherwise the iterator stays referenced by the traceback and, with
+        `DATALOADER.NUM_WORKERS` > 0, the process waits for its still running workers at exit (a rank that raised in
+        a multi-process run then never exits and its launcher never learns of the error).
+        """
+        iterator, self._data_loader_iter_obj, self._first_batch = self._data_loader_iter_obj, None, None
+        if hasattr(iterator, "close"):
+            iterator.close()
+
     def _next_batch(self):
         if self._first_batch is not None:
             batch, self._first_batch = self._first_batch, None

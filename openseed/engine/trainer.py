@@ -201,7 +201,10 @@ class OpenSeeDTrainer(TrainerBase):
         """Train from `start_iter` to `SOLVER.MAX_ITER` (call `resume_or_load` first)."""
         if self._trainer.data_loader is None:
             raise RuntimeError("call resume_or_load() before train(): it builds the data loader")
-        super().train(self.start_iter, self.max_iter)
+        try:
+            super().train(self.start_iter, self.max_iter)
+        finally:
+            self._trainer.stop_data_iterator()
 
     def run_step(self) -> None:
         self._trainer.iter = self.iter

@@ -8,11 +8,13 @@ import re
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from openseed.engine.launch import WORKER_GRACE_PERIOD_S
 from openseed.engine.preemption import PREEMPTED_EXIT_CODE
+from tests.engine.conftest import REPO_ROOT
 from tests.reliability.training_runs import (
     SHIPPED_CONFIGS,
     TRAIN_NET,
@@ -151,6 +153,36 @@ def test_a_hung_rank_fails_the_run_after_the_configured_timeout(tmp_path, synthe
     assert run.returncode not in (0, PREEMPTED_EXIT_CODE)
     assert "Timed out" in output and "the process of rank 0 failed" in output, output[-3000:]
     assert time.monotonic() - begin < 10 + 2 * WORKER_GRACE_PERIOD_S + 30  # timeout, then the launcher's stop
+
+
+def failing_rank_env(rank: int, iteration: int) -> dict:
+    """Environment that makes rank `rank` raise at `iteration` (tests/reliability/fault_injection)."""
+    return {"PYTHONPATH": f"{Path(__file__).parent / 'fault_injection'}{os.pathsep}{REPO_ROOT}",
+            "OPENSEED_FAIL_RANK": str(rank), "OPENSEED_FAIL_ITERATION": str(iteration)}
+
+
+def test_a_rank_that_raises_stops_the_run_with_its_error(tmp_path, synthetic_datasets_root):
+    """With data-loader workers: the failed rank must exit (its workers stopped), so that the launcher reports it."""
+    out = tmp_path / "run"
+    run = start([*launcher_args(2), *short_run_args(TINY, out, 2, "SOLVER.MAX_ITER", "1000")], synthetic_datasets_root,
+                tmp_path / "run.txt", env=failing_rank_env(1, 3))
+    output = finish(run, timeout=300)
+    assert run.returncode not in (0, PREEMPTED_EXIT_CODE)
+    assert "the process of rank 1 failed" in output, output[-3000:]
+    assert "RuntimeError: injected fault on rank 1 at iteration 3" in output
+
+
+def test_srun_tasks_exit_when_one_raises(tmp_path, synthetic_datasets_root):
+    """No launcher joins `srun` tasks: the failed task exits, the other's next collective fails (at the latest after
+    `DIST_TIMEOUT_S`) and it exits too."""
+    out = tmp_path / "run"
+    args = short_run_args(TINY, out, 2, "SOLVER.MAX_ITER", "1000", "DIST_TIMEOUT_S", "20")
+    port = free_port()
+    tasks = [start(args, synthetic_datasets_root, tmp_path / f"task{rank}.txt",
+                   env=slurm_task_env(rank, port) | failing_rank_env(1, 3)) for rank in (0, 1)]
+    outputs = [finish(task, timeout=300) for task in tasks]
+    assert all(task.returncode not in (0, PREEMPTED_EXIT_CODE) for task in tasks), outputs[0][-3000:]
+    assert "RuntimeError: injected fault on rank 1 at iteration 3" in outputs[1]
 
 
 def _sleep_forever():
