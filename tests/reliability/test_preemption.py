@@ -185,9 +185,10 @@ def test_srun_tasks_exit_when_one_raises(tmp_path, synthetic_datasets_root):
     assert "RuntimeError: injected fault on rank 1 at iteration 3" in outputs[1]
 
 
-def _sleep_forever():
+def _sleep_forever(started):
     import time
 
+    started.set()
     time.sleep(60)
 
 
@@ -204,8 +205,12 @@ def test_processes_forked_while_training_keep_the_default_sigterm():
     hook = PreemptionCheckpointer(checkpointer=None, device=torch.device("cpu"))
     hook.before_train()
     try:
-        child = multiprocessing.get_context("fork").Process(target=_sleep_forever)
+        context = multiprocessing.get_context("fork")
+        started = context.Event()
+        child = context.Process(target=_sleep_forever, args=(started,))
         child.start()
+        # a signal that arrives while the child is still inside fork() is dropped by CPython's after-fork reset
+        assert started.wait(timeout=30)
         child.terminate()
         child.join(timeout=10)
         assert child.exitcode == -signal_module.SIGTERM
