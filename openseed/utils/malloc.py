@@ -50,3 +50,13 @@ def tune_malloc() -> bool:
         logger.warning("glibc mallopt refused some malloc settings (accepted: %s); the others are in effect",
                        dict(zip(settings, accepted)))
     return all(accepted)
+
+
+def release_free_heap() -> None:
+    """Hand the heap memory freed so far back to the kernel (glibc `malloc_trim(0)`; elsewhere nothing).
+
+    The settings above keep freed memory for re-use; after a one-off allocation-heavy step (embedding a vocabulary)
+    that memory would otherwise stay resident and add to the peak of what follows.
+    """
+    if platform.libc_ver()[0] == "glibc":
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)

@@ -68,3 +68,26 @@ def test_band_path_equals_reference(monkeypatch, tasks, size, tile_elements, see
     assert_same_results(lean, ref, exact_scores=False)
     if "panoptic" in tasks and seed == 0:
         assert lean["panoptic_seg"][1]  # some segments survive the merge
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_semantic_sum_under_bfloat16_autocast_stays_close_and_float32(seed):
+    """Under autocast the semantic sum is a bfloat16 matmul (the reference's einsum under autocast): the output stays
+    float32, within bfloat16 rounding of the float32 sum, with the same per-pixel argmax almost everywhere; the other
+    tasks do not change at all."""
+    class_logits, mask_logits, boxes, is_thing = random_outputs(seed, num_queries=60, num_classes=9)
+    kwargs = dict(tasks=("semantic", "panoptic", "instance"), input_size=(96, 128), padded_size=(96, 128),
+                  output_size=(96, 128), is_thing=is_thing)
+    exact = postprocess(class_logits, mask_logits, boxes, **kwargs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = postprocess(class_logits, mask_logits, boxes, **kwargs)
+    assert mixed["sem_seg"].dtype == torch.float32
+    difference = (mixed["sem_seg"] - exact["sem_seg"]).abs()
+    assert difference.max() > 0  # the bfloat16 path ran
+    assert difference.max() <= 2 ** -7 * exact["sem_seg"].abs().max()
+    agreement = (mixed["sem_seg"].argmax(0) == exact["sem_seg"].argmax(0)).float().mean()
+    assert agreement >= 0.99
+    assert torch.equal(mixed["panoptic_seg"][0], exact["panoptic_seg"][0])
+    assert mixed["panoptic_seg"][1] == exact["panoptic_seg"][1]
+    assert torch.equal(mixed["instances"].pred_masks, exact["instances"].pred_masks)
+    assert torch.equal(mixed["instances"].scores, exact["instances"].scores)

@@ -40,34 +40,45 @@ def ms_deform_attn_core_embedding_bag(
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """Multi-scale deformable attention by weighted gather; shapes in the module docstring."""
+    """Multi-scale deformable attention by weighted gather; shapes in the module docstring.
+
+    The arithmetic runs on R×(L·P) tables (R = N·Lq·M sampling rows) against per-column constants, so every
+    elementwise op sweeps contiguous rows; each bag lists its corners as (row offset, column offset, level, point).
+    """
     n, _, m, d = value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
     shapes = level_shapes(spatial_shapes)
     table = _bordered_value_table(value, shapes)
     device = value.device
-    sizes = torch.tensor(shapes, dtype=value.dtype, device=device)[:, None]  # L×1×2 (H_l, W_l), broadcast over P
+    rows, columns = n * num_queries * m, num_levels * num_points
     bordered_sizes = [(h + 2 * BORDER) * (w + 2 * BORDER) for h, w in shapes]
-    bordered_widths = torch.tensor([w + 2 * BORDER for _, w in shapes], device=device)
-    bordered_starts = torch.tensor([0] + bordered_sizes[:-1], device=device).cumsum(0)
+
+    def per_column(per_level: list, dtype: torch.dtype) -> torch.Tensor:  # L values -> (L·P), one per column
+        return torch.tensor(per_level, dtype=dtype, device=device).repeat_interleave(num_points)
+
+    size_xy = torch.stack([per_column([w for _, w in shapes], value.dtype),
+                           per_column([h for h, _ in shapes], value.dtype)], dim=-1).reshape(-1)  # (L·P·2) (W, H)
+    # int32 indices halve the bytes of every index op; int64 for exported graphs (ONNX shape arithmetic is int64)
+    index_dtype = torch.long if torch.compiler.is_exporting() or table.shape[0] >= 2**31 else torch.int32
+    bordered_widths = per_column([w + 2 * BORDER for _, w in shapes], index_dtype)
+    bordered_starts = per_column([sum(bordered_sizes[:level]) for level in range(num_levels)], index_dtype)
 
     # Pixel coordinates exactly as grid_sample unnormalises the grid 2·loc − 1 (align_corners=False).
-    grid = 2 * sampling_locations - 1
-    x = ((grid[..., 0] + 1) * sizes[..., 1] - 1) / 2  # N×Lq×M×L×P
-    y = ((grid[..., 1] + 1) * sizes[..., 0] - 1) / 2
-    x0, y0 = x.floor(), y.floor()
-    fx, fy = x - x0, y - y0
-    col = torch.minimum(x0.clamp(min=-BORDER), sizes[..., 1] + (BORDER - 2)).long() + BORDER
-    row = torch.minimum(y0.clamp(min=-BORDER), sizes[..., 0] + (BORDER - 2)).long() + BORDER
-    token = bordered_starts[:, None] + row * bordered_widths[:, None] + col
-    image = torch.arange(n, device=device).view(n, 1, 1, 1, 1) * sum(bordered_sizes)
-    head = torch.arange(m, device=device).view(1, 1, m, 1, 1)
-    top_left = (image + token) * m + head  # table row of the top-left corner
-    corner_offsets = torch.stack([torch.zeros_like(bordered_widths), torch.ones_like(bordered_widths),
-                                  bordered_widths, bordered_widths + 1], dim=-1) * m  # L×4: TL, TR, BL, BR
-    indices = top_left[..., None] + corner_offsets[:, None, :]
-    left, right = attention_weights * (1 - fx), attention_weights * fx
-    weights = torch.stack([left * (1 - fy), right * (1 - fy), left * fy, right * fy], dim=-1)
+    grid = 2 * sampling_locations.reshape(rows, columns * 2) - 1
+    xy = ((grid + 1) * size_xy - 1) / 2  # R×(L·P·2), (x, y) per column
+    xy0 = xy.floor()
+    fraction = (xy - xy0).view(rows, columns, 2)
+    corner = (torch.minimum(xy0.clamp(min=-BORDER), size_xy + (BORDER - 2)).to(index_dtype) + BORDER).view(rows, columns, 2)
+    token = bordered_starts + corner[..., 1] * bordered_widths + corner[..., 0]  # R×(L·P) top-left token of its level
+    image = torch.arange(n, dtype=index_dtype, device=device).repeat_interleave(num_queries * m) * sum(bordered_sizes)
+    head = torch.arange(m, dtype=index_dtype, device=device).repeat(n * num_queries)
+    top_left = (token + image[:, None]) * m + head[:, None]  # table row of the top-left corner
+    step_y, step_x = bordered_widths * m, torch.full_like(bordered_widths, m)
+    corner_offsets = torch.stack([torch.zeros_like(step_x), step_x, step_y, step_y + step_x]).view(2, 2, columns)
+    indices = top_left[:, None, None, :] + corner_offsets  # R×2 (row: +0, +1)×2 (column: +0, +1)×(L·P)
+    weights_x = attention_weights.reshape(rows, 1, columns) * torch.stack([1 - fraction[..., 0], fraction[..., 0]], 1)
+    weights_y = torch.stack([1 - fraction[..., 1], fraction[..., 1]], dim=1)
+    weights = weights_x[:, None] * weights_y[:, :, None]  # R×2×2×(L·P), as indices
     bag = num_levels * num_points * 4
     output = F.embedding_bag(indices.reshape(-1, bag), table, per_sample_weights=weights.reshape(-1, bag), mode="sum")
     return output.view(n, num_queries, m * d)

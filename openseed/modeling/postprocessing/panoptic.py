@@ -98,7 +98,7 @@ class PanopticAccumulator:
         winner.copy_(torch.where(better, positions[chunk_arg], winner))
         winner_on = probs.gather(0, chunk_arg[None])[0] >= MASK_ON_PROBABILITY
         winner_mask_on.copy_(torch.where(better, winner_on, winner_mask_on))
-        self._own_area[positions] += (probs >= MASK_ON_PROBABILITY).flatten(1).sum(1)
+        self._own_area[positions] += (probs >= MASK_ON_PROBABILITY).flatten(1).sum(1, dtype=torch.int32)  # int32: no int64 copy
 
     def result(self, is_thing: Tensor, overlap_threshold: float) -> tuple[Tensor, list[dict]]:
         """Panoptic id map and segments.

@@ -3,7 +3,8 @@
 sem_seg[k] = Σ_q p[q, k] · sigmoid(mask_q), over all queries, with p = sigmoid(logits), sharpened to
 softmax(p / T) over classes when `transform_eval` is on. The sum is accumulated tile by tile (a chunk of queries
 over a band of rows), so only K×H×W (the output) and one tile of masks are held; it equals the one-shot sum up to
-float summation order.
+float summation order. Under autocast (`TEST.AMP`) the sum runs as a matmul in the autocast dtype, as the reference's
+einsum did in its float16 evaluation; the output stays float32.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ class SemanticAccumulator:
         `mask_probs` (C×R×W)."""
         weights = self.class_weights[queries.to(self.class_weights.device)]
         band = self.sem_seg[:, rows].view(self.sem_seg.shape[0], -1)
-        band.addmm_(weights.t(), mask_probs.reshape(len(queries), -1))
+        probs = mask_probs.reshape(len(queries), -1)
+        if torch.is_autocast_enabled(band.device.type):
+            band += torch.mm(weights.t(), probs)  # in the autocast dtype, as the reference's einsum under autocast
+        else:
+            band.addmm_(weights.t(), probs)
 
     def result(self) -> Tensor:
         """K×H×W float32 class scores."""

@@ -22,6 +22,7 @@ from detectron2.config import configurable
 from torch import nn
 
 from openseed.structures import TRAIN_TASKS
+from openseed.utils.malloc import release_free_heap
 from openseed.utils.random_draws import TrainingDraws
 from openseed.vocabulary import Vocabulary, normalize_class_name, synonyms
 
@@ -278,6 +279,7 @@ class LanguageEncoder(nn.Module):
             embeddings = self.cache.load(disk_key, names)
         if embeddings is None:
             embeddings = self._ensemble_embeddings(names)
+            release_free_heap()
             if disk_key is not None:
                 self.cache.save(disk_key, names, embeddings)
         embeddings = embeddings.to(device)
