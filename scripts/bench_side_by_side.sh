@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side by side on one (idle) machine: the official code and ours, back to back, then one table of ratios.
 #
-#   scripts/bench_side_by_side.sh [--runs N] [--eval-size H W] [--train-size S] [--threads T] [--out DIR]
+#   scripts/bench_side_by_side.sh [--runs N] [--onnx-runs N] [--eval-size H W] [--train-size S] [--threads T] [--out DIR]
 #
 # Official ($OFFICIAL_BENCH, default ../shared/reference/bench_official.py beside the clone: the patched official code
 # set up under $REF_DIR, default /tmp/ref, per that folder's README.md): eval --size H W (143 names) and train --size S --datasets coco.
@@ -10,16 +10,18 @@
 # (reference fp32 parts), bfloat16 with the pixel-decoder FFN in bfloat16 too, ONNX Runtime; train float32 and
 # bfloat16 at S² on one COCO-like image with 5 objects (as the official step). Every case runs in its own process.
 # JSON per case and table.md go to DIR (default output/side_by_side). Defaults: --runs 5 (train: 3),
-# --eval-size 800 1216, --train-size 512, --threads 2. A smoke run: --runs 1 --eval-size 256 320 --train-size 256.
+# --eval-size 800 1216, --train-size 512, --threads 2; --onnx-runs (default 1; 0 skips the case): ONNX Runtime's
+# forward is slow on CPU (README "ONNX Runtime"), so its case times fewer runs. A smoke run: --runs 1 --eval-size 256 320 --train-size 256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 OFFICIAL="${OFFICIAL_BENCH:-../shared/reference/bench_official.py}"
-RUNS=5; TRAIN_RUNS=""; EVAL_SIZE=(800 1216); TRAIN_SIZE=512; THREADS=2; OUT=output/side_by_side
+RUNS=5; ONNX_RUNS=1; TRAIN_RUNS=""; EVAL_SIZE=(800 1216); TRAIN_SIZE=512; THREADS=2; OUT=output/side_by_side
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
     --train-runs) TRAIN_RUNS="$2"; shift 2 ;;
+    --onnx-runs) ONNX_RUNS="$2"; shift 2 ;;
     --eval-size) EVAL_SIZE=("$2" "$3"); shift 3 ;;
     --train-size) TRAIN_SIZE="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
@@ -54,7 +56,10 @@ case_ eval_float32_warm "${OURS[@]}" --json "$OUT/eval_float32_warm.json" "${EVA
 case_ eval_bfloat16 "${OURS[@]}" --json "$OUT/eval_bfloat16.json" "${EVAL[@]}" --amp bfloat16
 case_ eval_bfloat16_ffn "${OURS[@]}" --json "$OUT/eval_bfloat16_ffn.json" "${EVAL[@]}" --amp bfloat16 \
   MODEL.ENCODER.AUTOCAST_FFN True
-case_ eval_onnxruntime "${OURS[@]}" --json "$OUT/eval_onnxruntime.json" "${EVAL[@]}" --backend onnxruntime
+if [ "$ONNX_RUNS" -gt 0 ]; then
+  case_ eval_onnxruntime "${OURS[@]}" --json "$OUT/eval_onnxruntime.json" "${EVAL[@]}" --runs "$ONNX_RUNS" \
+    --backend onnxruntime
+fi
 case_ train_float32 "${OURS[@]}" --json "$OUT/train_float32.json" "${TRAIN[@]}"
 case_ train_bfloat16 "${OURS[@]}" --json "$OUT/train_bfloat16.json" "${TRAIN[@]}" --amp bfloat16
 

@@ -22,6 +22,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from openseed.modeling.lora import ADAPTER_NAME, adapter_state_dict, add_adapters, base_weights_digest, merge_adapters
+from openseed.utils.malloc import release_free_heap
 
 from .initial import initialise_text_encoder
 from .io import CheckpointError, atomic_write, load_checkpoint
@@ -110,3 +111,4 @@ def load_model_weights(model: nn.Module, cfg, weights: str | None = None) -> Non
         if not weights:
             raise ValueError("MODEL.ADAPTER_WEIGHTS needs MODEL.WEIGHTS: the pre-trained model the adapter was made for")
         load_adapter(model, cfg.MODEL.ADAPTER_WEIGHTS, merge=True)
+    release_free_heap()  # the checkpoints read are freed: do not keep their memory resident for the evaluation
