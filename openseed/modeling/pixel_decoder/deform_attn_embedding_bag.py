@@ -42,8 +42,9 @@ def ms_deform_attn_core_embedding_bag(
 ) -> torch.Tensor:
     """Multi-scale deformable attention by weighted gather; shapes in the module docstring.
 
-    The arithmetic runs on R×(L·P) tables (R = N·Lq·M sampling rows) against per-column constants, so every
-    elementwise op sweeps contiguous rows; each bag lists its corners as (row offset, column offset, level, point).
+    The index and weight arithmetic runs on R×(L·P) tables (R = N·Lq·M sampling rows) against per-column constants
+    and int32 indices. Each bag lists its terms in (level, point, corner) order, which fixes the float summation
+    order: another order changes the last bits, enough to flip near-tied encoder proposals of the fidelity fixtures.
     """
     n, _, m, d = value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
@@ -73,12 +74,14 @@ def ms_deform_attn_core_embedding_bag(
     image = torch.arange(n, dtype=index_dtype, device=device).repeat_interleave(num_queries * m) * sum(bordered_sizes)
     head = torch.arange(m, dtype=index_dtype, device=device).repeat(n * num_queries)
     top_left = (token + image[:, None]) * m + head[:, None]  # table row of the top-left corner
-    step_y, step_x = bordered_widths * m, torch.full_like(bordered_widths, m)
-    corner_offsets = torch.stack([torch.zeros_like(step_x), step_x, step_y, step_y + step_x]).view(2, 2, columns)
-    indices = top_left[:, None, None, :] + corner_offsets  # R×2 (row: +0, +1)×2 (column: +0, +1)×(L·P)
-    weights_x = attention_weights.reshape(rows, 1, columns) * torch.stack([1 - fraction[..., 0], fraction[..., 0]], 1)
-    weights_y = torch.stack([1 - fraction[..., 1], fraction[..., 1]], dim=1)
-    weights = weights_x[:, None] * weights_y[:, :, None]  # R×2×2×(L·P), as indices
-    bag = num_levels * num_points * 4
+    step_y = bordered_widths * m
+    corner_offsets = torch.stack([torch.zeros_like(step_y), torch.full_like(step_y, m), step_y, step_y + m], dim=-1)
+    indices = top_left[:, :, None] + corner_offsets  # R×(L·P)×4: top-left, top-right, bottom-left, bottom-right
+    attention = attention_weights.reshape(rows, columns)
+    fraction_x, fraction_y = fraction[..., 0], fraction[..., 1]
+    left, right = attention * (1 - fraction_x), attention * fraction_x
+    top = 1 - fraction_y
+    weights = torch.stack([left * top, right * top, left * fraction_y, right * fraction_y], dim=-1)  # as indices
+    bag = num_levels * num_points * 4  # each bag in the reference's order (level, point, corner)
     output = F.embedding_bag(indices.reshape(-1, bag), table, per_sample_weights=weights.reshape(-1, bag), mode="sum")
     return output.view(n, num_queries, m * d)
