@@ -80,8 +80,9 @@ def ms_deform_attn_core_embedding_bag(
     attention = attention_weights.reshape(rows, columns)
     fraction_x, fraction_y = fraction[..., 0], fraction[..., 1]
     left, right = attention * (1 - fraction_x), attention * fraction_x
-    top = 1 - fraction_y
-    weights = torch.stack([left * top, right * top, left * fraction_y, right * fraction_y], dim=-1)  # as indices
+    # (1 − y) twice, as before: the gradient of the sampling locations then sums in the same order (bit-identical)
+    weights = torch.stack([left * (1 - fraction_y), right * (1 - fraction_y), left * fraction_y, right * fraction_y],
+                          dim=-1)  # as indices
     bag = num_levels * num_points * 4  # each bag in the reference's order (level, point, corner)
     output = F.embedding_bag(indices.reshape(-1, bag), table, per_sample_weights=weights.reshape(-1, bag), mode="sum")
     return output.view(n, num_queries, m * d)
