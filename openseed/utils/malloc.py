@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import platform
@@ -40,9 +41,9 @@ def tune_malloc() -> bool:
     choice = os.environ.get(OPT_OUT_VARIABLE, "tuned")
     if choice not in ("tuned", "glibc"):
         raise ValueError(f"{OPT_OUT_VARIABLE}={choice!r}: expected 'tuned' (default) or 'glibc'")
-    if choice == "glibc" or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if choice == "glibc" or libc is None:
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
     settings = {M_MMAP_THRESHOLD: MMAP_THRESHOLD_BYTES, M_TRIM_THRESHOLD: TRIM_THRESHOLD_BYTES,
                 M_TOP_PAD: TOP_PAD_BYTES}
     accepted = [libc.mallopt(parameter, value) == 1 for parameter, value in settings.items()]
@@ -58,5 +59,12 @@ def release_free_heap() -> None:
     The settings above keep freed memory for re-use; after a one-off allocation-heavy step (embedding a vocabulary)
     that memory would otherwise stay resident and add to the peak of what follows.
     """
-    if platform.libc_ver()[0] == "glibc":
-        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """This process's C library when it is glibc (loaded once), else None."""
+    return ctypes.CDLL(ctypes.util.find_library("c")) if platform.libc_ver()[0] == "glibc" else None
