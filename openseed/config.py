@@ -95,6 +95,9 @@ def add_openseed_config(cfg: CN) -> None:
     cfg.MODEL.ENCODER.ACTIVATION_CHECKPOINT = False
     cfg.MODEL.ENCODER.DEFORM_ATTN_IMPL = "auto"  # "pytorch" (reference), "embedding_bag" (CPU), "auto": by device
     cfg.MODEL.ENCODER.AUTOCAST_FFN = False  # under AMP, encoder FFN GEMMs in the AMP dtype too (else fp32 as reference)
+    # eval under CPU bfloat16 AMP: encoder FFN + value/output projection GEMMs take bf16-rounded inputs (fp32
+    # accumulation and outputs) and the FPN convs run in bf16 (within the AMP quality guard); False: fp32 as reference
+    cfg.MODEL.ENCODER.CPU_BFLOAT16 = True
 
     # Transformer decoder (docs/official_behaviours.md §5-7)
     cfg.MODEL.DECODER = CN()

@@ -4,12 +4,15 @@ Autocast runs on CUDA (float16 or bfloat16) and on CPU (bfloat16 only: CPU float
 float16 request on CPU runs in float32, logged). Inside the model the pixel decoder, the decoder layers and the
 matcher opt out of autocast and run in float32, as the reference implementation does on GPU; with
 `MODEL.ENCODER.AUTOCAST_FFN` the feed-forward GEMMs of the pixel decoder run in the autocast dtype too (README,
-"bfloat16 on CPU").
+"bfloat16 on CPU"). `bf16_gemm_inputs` is the middle ground on CPU: float32 GEMMs whose inputs are rounded to
+bfloat16 while the products accumulate and return in float32 (`MODEL.ENCODER.BF16_GEMM_INPUTS`, the semantic sum).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import torch
 
@@ -33,3 +36,29 @@ def autocast_dtype(cfg, section: str) -> torch.dtype | None:
                     "running in float32")
         return None
     return AMP_DTYPES[amp.DTYPE]
+
+
+@contextlib.contextmanager
+def bf16_gemm_inputs(device_type: str, enabled: bool = True) -> Iterator[None]:
+    """Inside, float32 GEMMs on CPU (`linear`, `addmm`, `matmul`) round their inputs to bfloat16 and accumulate and
+    return float32 (oneDNN's fp32 math mode "bf16"; fast with AVX512-BF16/AMX, about 1.5× per FFN GEMM at 800×1216).
+    The error is that of bfloat16 inputs (≤ 2⁻⁸ relative each), not of bfloat16 outputs as under autocast. A no-op
+    when `enabled` is False, on other devices (CUDA keeps its own float32 settings) and with a torch that lacks the
+    setting; the previous setting is restored on exit.
+    """
+    flags = getattr(torch.backends.mkldnn, "matmul", None)
+    if not enabled or device_type != "cpu" or not hasattr(flags, "fp32_precision"):
+        yield
+        return
+    previous = flags.fp32_precision
+    flags.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        flags.fp32_precision = previous
+
+
+def cpu_bfloat16_autocast(device_type: str) -> bool:
+    """True inside `torch.autocast("cpu", dtype=torch.bfloat16)` for a CPU computation."""
+    return (device_type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16)

@@ -7,6 +7,7 @@ from detectron2.modeling import build_model
 
 from openseed.benchmarks.inputs import synthetic_image, synthetic_training_sample
 from openseed.config import setup_cfg
+from openseed.utils.amp import bf16_gemm_inputs
 from openseed.vocabulary import Vocabulary
 
 TINY = "configs/tiny/tiny_decoupled.yaml"
@@ -90,3 +91,89 @@ def test_pixel_decoder_ffn_runs_in_bfloat16_only_when_asked():
                           "layer": torch.float32}
     assert not torch.equal(results[False], results[True])
     assert (results[True] - results[False]).abs().max() < 0.05 * results[False].abs().max()
+
+
+def _gemm_precisions(model):
+    """Record oneDNN's float32 GEMM setting as each GEMM of the first encoder layer starts, and the dtype and layout
+    of the FPN output conv."""
+    seen = {}
+    layer = model.sem_seg_head.pixel_decoder.transformer.encoder.layers[0]
+    modules = {"linear1": layer.linear1, "linear2": layer.linear2, "value_proj": layer.self_attn.value_proj,
+               "output_proj": layer.self_attn.output_proj, "sampling_offsets": layer.self_attn.sampling_offsets,
+               "attention_weights": layer.self_attn.attention_weights}
+    for name, module in modules.items():
+        module.register_forward_pre_hook(
+            lambda _m, _i, name=name: seen.__setitem__(name, torch.backends.mkldnn.matmul.fp32_precision))
+    fpn_conv = model.sem_seg_head.pixel_decoder.layer_1
+    fpn_conv.register_forward_hook(lambda _m, inputs, output: seen.__setitem__(
+        "fpn", (output.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last))))
+    return seen
+
+
+def test_cpu_bfloat16_mode_rounds_only_the_chosen_gemm_inputs_in_eval():
+    """`MODEL.ENCODER.CPU_BFLOAT16` (on by default): in eval under CPU bfloat16 autocast the encoder's FFN and
+    value/output projections run with bfloat16 inputs, the FPN convs in bfloat16 channels-last, the sampling offsets
+    and attention weights in plain float32; in training, without autocast or with the option off nothing changes."""
+    model = _model().eval()
+    pixel_decoder = model.sem_seg_head.pixel_decoder
+    assert pixel_decoder.cpu_bfloat16
+    seen = _gemm_precisions(model)
+    inputs = [{"image": synthetic_image(96, 128, seed=3)}]
+    before = torch.backends.mkldnn.matmul.fp32_precision
+
+    def semantic(cpu_bfloat16, autocast):
+        pixel_decoder.cpu_bfloat16 = cpu_bfloat16
+        seen.clear()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return model(inputs, vocabulary=VOCAB, task="semantic")[0]["sem_seg"]
+
+    fast = semantic(True, autocast=True)
+    assert {name: seen[name] for name in ("linear1", "linear2", "value_proj", "output_proj")} == dict.fromkeys(
+        ("linear1", "linear2", "value_proj", "output_proj"), "bf16")
+    assert seen["sampling_offsets"] == seen["attention_weights"] == before
+    assert seen["fpn"] == (torch.bfloat16, True)
+    assert torch.backends.mkldnn.matmul.fp32_precision == before  # restored
+
+    reference_parts = semantic(False, autocast=True)
+    assert set(seen[name] for name in ("linear1", "value_proj", "output_proj")) == {before}
+    assert seen["fpn"] == (torch.float32, False)
+    assert not torch.equal(fast, reference_parts)
+    assert (fast - reference_parts).abs().max() < 0.05 * reference_parts.abs().max()
+
+    assert torch.equal(semantic(True, autocast=False), semantic(False, autocast=False))  # float32 untouched
+    assert seen["linear1"] == before and seen["fpn"] == (torch.float32, False)
+
+    model.train()
+    pixel_decoder.cpu_bfloat16 = True
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pixel_decoder.forward_features(model.backbone(torch.randn(1, 3, 64, 64)))
+    assert seen["linear1"] == before and seen["fpn"] == (torch.float32, False)
+
+
+def test_bf16_gemm_inputs_rounds_inputs_accumulates_in_float32_and_restores_the_setting():
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.rand(64, 512, generator=generator), torch.rand(512, 96, generator=generator)
+    exact = a.double() @ b.double()
+    rounded_inputs = a.bfloat16().double() @ b.bfloat16().double()
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    with bf16_gemm_inputs("cpu"):
+        assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"
+        product = a @ b
+    assert torch.backends.mkldnn.matmul.fp32_precision == before
+    assert product.dtype == torch.float32
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        # as bfloat16 inputs with a float32 sum (not bfloat16 outputs): ~1e-7 relative from those, not ~2⁻⁸
+        assert ((product.double() - rounded_inputs).abs() / exact).max() < 1e-5
+        assert ((product.double() - exact).abs() / exact).max() > 1e-5  # the inputs really were rounded
+    else:  # oneDNN keeps float32 on a CPU without bfloat16 support
+        assert ((product.double() - exact).abs() / exact).max() < 1e-5
+    with bf16_gemm_inputs("cpu", enabled=False), bf16_gemm_inputs("cuda"):
+        assert torch.backends.mkldnn.matmul.fp32_precision == before
+        assert torch.equal(a @ b, a @ b) and ((a @ b).double() - exact).abs().max() < 1e-3
+    try:
+        with bf16_gemm_inputs("cpu"):
+            raise RuntimeError("inside")
+    except RuntimeError:
+        pass
+    assert torch.backends.mkldnn.matmul.fp32_precision == before

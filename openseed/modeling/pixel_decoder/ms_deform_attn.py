@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from openseed.utils.amp import bf16_gemm_inputs
+
 from .deform_attn_embedding_bag import ms_deform_attn_core_embedding_bag
 from .level_shapes import level_shapes
 
@@ -125,13 +127,16 @@ class MSDeformAttn(nn.Module):
         spatial_shapes,
         level_start_index: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
+        bf16_projections: bool = False,
     ) -> torch.Tensor:
+        """`bf16_projections`: the value and output projections run under `bf16_gemm_inputs` (CPU)."""
         n, num_queries, _ = query.shape
         num_tokens = input_flatten.shape[1]
         shapes = level_shapes(spatial_shapes)
         if sum(h * w for h, w in shapes) != num_tokens:
             raise ValueError(f"MSDeformAttn: spatial_shapes {shapes} do not add up to the {num_tokens} value tokens")
-        value = self.value_proj(input_flatten)
+        with bf16_gemm_inputs(input_flatten.device.type, enabled=bf16_projections):
+            value = self.value_proj(input_flatten)
         if padding_mask is not None:
             value = value.masked_fill(padding_mask[..., None], 0.0)
         value = value.view(n, num_tokens, self.n_heads, self.d_model // self.n_heads)
@@ -149,4 +154,5 @@ class MSDeformAttn(nn.Module):
             raise ValueError(f"MSDeformAttn: reference_points must end in 2 (points) or 4 (boxes), "
                              f"got shape {tuple(reference_points.shape)}")
         output = DEFORM_ATTN_KERNELS[self.impl](value, shapes, locations, weights)
-        return self.output_proj(output)
+        with bf16_gemm_inputs(output.device.type, enabled=bf16_projections):
+            return self.output_proj(output)

@@ -18,6 +18,7 @@ from detectron2.structures import Boxes, Instances
 from torch import Tensor
 
 from .geometry import ImageGeometry, boxes_to_output_pixels
+from .pixel_counts import pixel_counts
 from .settings import PostprocessSettings
 
 MASK_SCORE_EPS = 1e-6
@@ -88,7 +89,7 @@ class InstanceMaskAccumulator:
         binary = mask_logits > 0
         positions_device = unique_positions.to(device)
         self._inside_sum[positions_device] += torch.where(binary, mask_probs, 0.0).flatten(1).sum(1)
-        self._area[positions_device] += binary.flatten(1).sum(1, dtype=torch.int32)
+        self._area[positions_device] += pixel_counts(binary)
         row_of_unique = torch.full((len(self.needed_queries),), -1, dtype=torch.int64)
         row_of_unique[unique_positions] = torch.arange(len(members))
         row_of_entry = row_of_unique[self._unique_of_entry]

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from .pixel_counts import pixel_counts
 from .settings import PostprocessSettings
 
 MASK_ON_PROBABILITY = 0.5
@@ -98,7 +99,7 @@ class PanopticAccumulator:
         winner.copy_(torch.where(better, positions[chunk_arg], winner))
         winner_on = probs.gather(0, chunk_arg[None])[0] >= MASK_ON_PROBABILITY
         winner_mask_on.copy_(torch.where(better, winner_on, winner_mask_on))
-        self._own_area[positions] += (probs >= MASK_ON_PROBABILITY).flatten(1).sum(1, dtype=torch.int32)  # int32: no int64 copy
+        self._own_area[positions] += pixel_counts(probs >= MASK_ON_PROBABILITY)
 
     def result(self, is_thing: Tensor, overlap_threshold: float) -> tuple[Tensor, list[dict]]:
         """Panoptic id map and segments.

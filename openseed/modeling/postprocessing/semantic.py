@@ -4,7 +4,8 @@ sem_seg[k] = Σ_q p[q, k] · sigmoid(mask_q), over all queries, with p = sigmoid
 softmax(p / T) over classes when `transform_eval` is on. The sum is accumulated tile by tile (a chunk of queries
 over a band of rows), so only K×H×W (the output) and one tile of masks are held; it equals the one-shot sum up to
 float summation order. Under autocast (`TEST.AMP`) the sum runs as a matmul in the autocast dtype, as the reference's
-einsum did in its float16 evaluation; the output stays float32.
+einsum did in its float16 evaluation; under CPU bfloat16 autocast its inputs are rounded to bfloat16 but it
+accumulates in float32 (`bf16_gemm_inputs`: twice as fast there, and closer to float32). The output stays float32.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.nn import functional as F
+
+from openseed.utils.amp import bf16_gemm_inputs, cpu_bfloat16_autocast
 
 from .settings import PostprocessSettings
 
@@ -44,7 +47,11 @@ class SemanticAccumulator:
         weights = self.class_weights[queries.to(self.class_weights.device)]
         band = self.sem_seg[:, rows].view(self.sem_seg.shape[0], -1)
         probs = mask_probs.reshape(len(queries), -1)
-        if torch.is_autocast_enabled(band.device.type):
+        device_type = band.device.type
+        if cpu_bfloat16_autocast(device_type):
+            with torch.autocast(device_type, enabled=False), bf16_gemm_inputs(device_type):
+                band.addmm_(weights.t(), probs)
+        elif torch.is_autocast_enabled(device_type):
             band += torch.mm(weights.t(), probs)  # in the autocast dtype, as the reference's einsum under autocast
         else:
             band.addmm_(weights.t(), probs)
