@@ -7,7 +7,8 @@
 # set up under $REF_DIR, default /tmp/ref, per that folder's README.md): eval --size H W (143 names) and train --size S --datasets coco.
 # Ours (tools/benchmark.py): `peak` (fp32/bf16 GFLOP/s of a 2048² matmul), eval in float32 with a cold text cache
 # (empty cache folder: the vocabulary is embedded in the process) and a warm one (FLOPs counted), bfloat16 autocast
-# (reference fp32 parts), bfloat16 with the pixel-decoder FFN in bfloat16 too, ONNX Runtime; train float32 and
+# (default: MODEL.ENCODER.CPU_BFLOAT16 parts), bfloat16 with the reference's fp32 parts (CPU_BFLOAT16 False),
+# bfloat16 with the pixel-decoder FFN in bfloat16 (AUTOCAST_FFN), ONNX Runtime; train float32 and
 # bfloat16 at S² on one COCO-like image with 5 objects (as the official step). Every case runs in its own process.
 # JSON per case and table.md go to DIR (default output/side_by_side). Defaults: --runs 5 (train: 3),
 # --eval-size 800 1216, --train-size 512, --threads 2; --onnx-runs (default 1; 0 skips the case): ONNX Runtime's
@@ -54,6 +55,8 @@ case_ official_train "$PY" "$OFFICIAL" train --size "$TRAIN_SIZE" --datasets coc
 case_ eval_float32_cold "${OURS[@]}" --json "$OUT/eval_float32_cold.json" "${EVAL[@]}"
 case_ eval_float32_warm "${OURS[@]}" --json "$OUT/eval_float32_warm.json" "${EVAL[@]}" --count-flops
 case_ eval_bfloat16 "${OURS[@]}" --json "$OUT/eval_bfloat16.json" "${EVAL[@]}" --amp bfloat16
+case_ eval_bfloat16_reference "${OURS[@]}" --json "$OUT/eval_bfloat16_reference.json" "${EVAL[@]}" --amp bfloat16 \
+  MODEL.ENCODER.CPU_BFLOAT16 False
 case_ eval_bfloat16_ffn "${OURS[@]}" --json "$OUT/eval_bfloat16_ffn.json" "${EVAL[@]}" --amp bfloat16 \
   MODEL.ENCODER.AUTOCAST_FFN True
 if [ "$ONNX_RUNS" -gt 0 ]; then

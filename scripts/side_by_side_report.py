@@ -19,7 +19,9 @@ from pathlib import Path
 
 NETWORK_STAGES = ("backbone", "pixel decoder", "decoder", "network")
 EVAL_CASES = (("eval_float32_cold", "float32, cold text cache"), ("eval_float32_warm", "float32, warm text cache"),
-              ("eval_bfloat16", "bfloat16 autocast"), ("eval_bfloat16_ffn", "bfloat16 + FFN in bfloat16"),
+              ("eval_bfloat16", "bfloat16 autocast (CPU bfloat16 parts)"),
+              ("eval_bfloat16_reference", "bfloat16 autocast, reference float32 parts"),
+              ("eval_bfloat16_ffn", "bfloat16 + FFN in bfloat16"),
               ("eval_onnxruntime", "ONNX Runtime float32"))
 TRAIN_CASES = (("train_float32", "float32"), ("train_bfloat16", "bfloat16 autocast"))
 

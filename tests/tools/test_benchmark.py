@@ -289,5 +289,6 @@ def test_side_by_side_report_ratios_and_floor(tmp_path, capsys):
     # official 11 s / 8 GB; float32: network 4 s, floor 100 GFLOP / 50 GFLOP/s = 2 s
     assert lines["float32, warm text cache"] == "| float32, warm text cache | 11.00 / 8.00 | 5.50 / 2.00 | 2.00× | 0.25× " \
         "| 4.00 | 2.00 | 50% |"
-    assert "| 5.00× | 0.12× | 1.00 | 0.50 | 50% |" in lines["bfloat16 autocast"]
+    assert "| 5.00× | 0.12× | 1.00 | 0.50 | 50% |" in lines["bfloat16 autocast (CPU bfloat16 parts)"]
+    assert "missing or failed" in lines["bfloat16 autocast, reference float32 parts"]
     assert "missing or failed" in lines["train step, float32"]
