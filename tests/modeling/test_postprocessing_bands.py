@@ -12,6 +12,7 @@ from openseed.modeling import postprocessing
 from openseed.modeling.postprocessing import ImageGeometry, PostprocessSettings, postprocess
 from openseed.modeling.postprocessing.geometry import resize_mask_logits, resize_mask_logits_rows, row_band_factor
 from openseed.modeling.postprocessing.pixel_counts import pixel_counts
+from openseed.modeling.postprocessing.semantic import SemanticAccumulator
 from tests.modeling.test_postprocessing_equivalence import assert_same_results, random_outputs, reference_postprocess
 
 ALL_TASKS = ("semantic", "panoptic", "instance")
@@ -105,3 +106,20 @@ def test_pixel_counts_equal_the_boolean_sums(shape):
         counts = pixel_counts(view)
         assert counts.dtype == torch.int32
         assert counts.tolist() == [int(mask.sum()) for mask in view]
+
+
+def test_semantic_accumulator_writes_first_tiles_adds_later_ones_and_zeroes_unfed_rows():
+    """The output is not zero-filled up front: a row's first tile writes it, later tiles (other queries) add to it,
+    rows no tile reached are zero, and a tile that overlaps rows fed only in part is an error."""
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.rand(6, 3, generator=generator)
+    probs = torch.rand(6, 8, 5, generator=generator)
+    accumulator = SemanticAccumulator(weights, (8, 5))
+    accumulator.update(torch.arange(0, 4), slice(0, 6), None, probs[:4, 0:6])
+    accumulator.update(torch.arange(4, 6), slice(0, 6), None, probs[4:, 0:6])
+    with pytest.raises(ValueError, match="rows 4:8 were fed only in part"):
+        accumulator.update(torch.arange(0, 6), slice(4, 8), None, probs[:, 4:8])
+    expected = torch.einsum("qk,qhw->khw", weights, probs)
+    expected[:, 6:] = 0
+    assert torch.allclose(accumulator.result(), expected, atol=1e-6)
+    assert SemanticAccumulator(weights, (8, 5)).result().eq(0).all()
