@@ -90,8 +90,10 @@ def test_two_fpn_levels_when_the_encoder_starts_at_stride_16():
     assert [tuple(m.shape) for m in multi_scale] == [(1, 64, 4, 6), (1, 64, 2, 3), (1, 64, 1, 2)]
 
 
-def test_runs_in_fp32_under_autocast():
-    decoder = OpenSeeDPixelDecoder(decoder_cfg(), shapes_of(SWIN_T)).eval()
+def test_runs_in_fp32_under_autocast_with_the_reference_parts():
+    """With `CPU_BFLOAT16 False` the whole pixel decoder runs in fp32 under autocast, as the reference (the default's
+    bfloat16 parts are tested in tests/modeling/test_mixed_precision.py)."""
+    decoder = OpenSeeDPixelDecoder(decoder_cfg(CPU_BFLOAT16=False), shapes_of(SWIN_T)).eval()
     features = {k: v.to(torch.bfloat16) for k, v in random_features(SWIN_T, 64, 64).items()}
     with torch.no_grad():
         reference, reference_levels = decoder.forward_features({k: v.float() for k, v in features.items()})
