@@ -25,7 +25,7 @@ from openseed.demo.batch import list_inputs, predict_files
 from openseed.demo.names import vocabulary_from_text
 from openseed.predictor import Predictor
 from openseed.utils.cli import FlagsAnywhereParser
-from openseed.utils.malloc import tune_malloc
+from openseed.utils.runtime import tune_cpu_runtime
 from openseed.vocabulary import Vocabulary
 
 TASKS = ("panoptic", "instance", "semantic", "detection")
@@ -53,7 +53,7 @@ def vocabulary_from_args(vocab: str, stuff: str) -> Vocabulary:
 
 def main(argv: list[str] | None = None) -> int:
     args = argument_parser().parse_args(argv)
-    tune_malloc()  # large tensors reuse heap memory (openseed.utils.malloc)
+    tune_cpu_runtime()  # malloc tuning, denormals flushed (openseed.utils.runtime)
     logger = setup_logger(name="openseed", abbrev_name="op")
     vocabulary = vocabulary_from_args(args.vocab, args.stuff)
     files = list_inputs(args.input)

@@ -25,7 +25,7 @@ from detectron2.utils.logger import setup_logger
 
 from openseed.benchmarks.inputs import benchmark_vocabulary, build_benchmark_model, synthetic_image
 from openseed.export import compare_with_pytorch, export_onnx
-from openseed.utils.malloc import tune_malloc
+from openseed.utils.runtime import tune_cpu_runtime
 from openseed.vocabulary import Vocabulary
 
 
@@ -63,7 +63,7 @@ def vocabulary_from_args(args: argparse.Namespace) -> Vocabulary:
 
 def main(argv: list[str] | None = None) -> int:
     args = argument_parser().parse_args(argv)
-    tune_malloc()
+    tune_cpu_runtime()
     torch.set_num_threads(args.threads)
     logger = setup_logger(name="openseed", abbrev_name="op")
     vocabulary = vocabulary_from_args(args)

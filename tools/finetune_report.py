@@ -31,7 +31,7 @@ from openseed.data.registration.custom_coco import parse_custom_entry, register_
 from openseed.demo.metrics import BOX_ONLY_MASK_VAL, BOX_ONLY_VAL, PANOPTIC_VAL, ZERO_SHOT_VAL
 from openseed.evaluation import evaluate
 from openseed.evaluation.forgetting import FinetuneRun, ReportTask, build_report, training_facts, write_report
-from openseed.utils.malloc import tune_malloc
+from openseed.utils.runtime import tune_cpu_runtime
 
 OPEN_VOCABULARY_TASKS = (
     ReportTask("open-vocabulary", ZERO_SHOT_VAL, "segm", "AP", "zero-shot names: mask AP"),
@@ -89,7 +89,7 @@ def evaluate_weights(cfg, weights: str, adapter: str, datasets: list[str], outpu
 
 def main(argv: list[str] | None = None) -> dict:
     args = argument_parser().parse_args(argv)
-    tune_malloc()
+    tune_cpu_runtime()
     logger = setup_logger(name="openseed", abbrev_name="op")
     setup_logger(name="detectron2", abbrev_name="d2")
     runs = parse_runs(args.run, args.before)

@@ -24,7 +24,7 @@ from detectron2.utils.logger import setup_logger
 
 from openseed.demo.pipeline import DemoSettings, DemoStepFailed, run_demo
 from openseed.utils.cli import FlagsAnywhereParser
-from openseed.utils.malloc import tune_malloc
+from openseed.utils.runtime import tune_cpu_runtime
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo" / "openseed_demo.yaml"
 
@@ -49,7 +49,7 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     args = argument_parser().parse_args(argv)
-    tune_malloc()  # large tensors reuse heap memory (openseed.utils.malloc); the commands it runs do the same
+    tune_cpu_runtime()  # malloc tuning, denormals flushed (openseed.utils.runtime); the commands it runs do the same
     setup_logger(name="openseed", abbrev_name="op")
     return run_demo(DemoSettings(
         config_file=args.config_file, output=args.output, datasets_root=args.datasets_root, seed=args.seed,

@@ -25,7 +25,8 @@ from unittest import mock
 import torch
 from torch import nn
 
-from ..utils.malloc import OPT_OUT_VARIABLE, tune_malloc
+from ..utils.malloc import OPT_OUT_VARIABLE
+from ..utils.runtime import tune_cpu_runtime
 
 PROC_STATUS = "/proc/self/status"
 PROC_CLEAR_REFS = "/proc/self/clear_refs"
@@ -63,10 +64,10 @@ def load_average() -> float:
 
 def _child_main(connection, target: Callable[..., dict], kwargs: dict, threads: int) -> None:
     try:
-        malloc_tuned = tune_malloc()
+        runtime = tune_cpu_runtime()
         torch.set_num_threads(threads)
         result = target(**kwargs)
-        result.update(peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(), malloc_tuned=malloc_tuned)
+        result.update(peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(), **runtime)
         if torch.cuda.is_initialized():
             result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
         connection.send(("ok", result))
@@ -94,10 +95,11 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
 def run_isolated(target: Callable[..., dict], kwargs: dict, *, threads: int, malloc: str = "tuned") -> dict:
     """Run `target(**kwargs)` (a module-level function returning a dict) in a fresh spawned process.
 
-    `malloc` "tuned" lets the child apply `openseed.utils.malloc.tune_malloc` first, as the tools do; "glibc" keeps
-    glibc's defaults (`OPENSEED_MALLOC=glibc`). Returns its dict plus `peak_rss_mb` (the child's peak RSS),
-    `cuda_peak_mb` (peak CUDA memory allocated, where the child used CUDA), `threads` (torch intra-op threads),
-    `malloc` and `malloc_tuned` (whether the settings took effect).
+    The child applies `openseed.utils.runtime.tune_cpu_runtime` first, as the tools do: `malloc` "tuned" lets it tune
+    malloc, "glibc" keeps glibc's defaults (`OPENSEED_MALLOC=glibc`); denormals are flushed unless
+    `OPENSEED_DENORMALS=keep`. Returns its dict plus `peak_rss_mb` (the child's peak RSS), `cuda_peak_mb` (peak CUDA
+    memory allocated, where the child used CUDA), `threads` (torch intra-op threads), `malloc`, `malloc_tuned` and
+    `denormals_flushed` (whether the settings took effect).
     A child killed by a signal (e.g. the OOM killer) gives `{"error": "killed by signal N", "malloc"}`; a Python
     error in the child is raised here as `RuntimeError` with the child's traceback.
     """

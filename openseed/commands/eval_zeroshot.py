@@ -35,7 +35,7 @@ from openseed.engine import launch, setup
 from openseed.engine.trainer import check_datasets_registered
 from openseed.evaluation import evaluate, paper_model_for, write_summary
 from openseed.utils.cli import FlagsAnywhereParser
-from openseed.utils.malloc import tune_malloc
+from openseed.utils.runtime import tune_cpu_runtime
 
 logger = logging.getLogger("openseed")
 TEXT_CACHE_SUBDIR = "text_cache"
@@ -79,7 +79,7 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 
 def main(args: argparse.Namespace) -> dict:
     """Evaluate in this process (one of `--num-gpus`); returns the metrics on the main process, {} elsewhere."""
-    tune_malloc()  # large tensors reuse heap memory (openseed.utils.malloc)
+    tune_cpu_runtime()  # malloc tuning, denormals flushed (openseed.utils.runtime)
     cfg = setup(argparse.Namespace(config_file=args.config_file, opts=config_overrides(args), eval_only=True))
     register_custom_datasets(cfg)
     names = dataset_names(args.suite, args.datasets)

@@ -38,7 +38,7 @@ from openseed.engine import (
     setup,
 )
 from openseed.evaluation import evaluate, paper_model_for, write_summary
-from openseed.utils.malloc import tune_malloc
+from openseed.utils.runtime import tune_cpu_runtime
 
 
 def evaluate_test_datasets(model: torch.nn.Module, cfg, output_dir: str) -> dict:
@@ -47,7 +47,7 @@ def evaluate_test_datasets(model: torch.nn.Module, cfg, output_dir: str) -> dict
 
 
 def main(args) -> dict | None:
-    tune_malloc()  # in every worker process: large tensors reuse heap memory (openseed.utils.malloc)
+    tune_cpu_runtime()  # in every worker process: malloc tuning, denormals flushed (openseed.utils.runtime)
     cfg = setup(args)
     register_custom_datasets(cfg)  # DATASETS.CUSTOM, in every process
     if args.eval_only:

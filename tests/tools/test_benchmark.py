@@ -99,7 +99,8 @@ def allocate(megabytes: int) -> dict:
 
 
 def malloc_environment() -> dict:
-    return {"OPENSEED_MALLOC": os.environ.get("OPENSEED_MALLOC")}
+    tiny = torch.full((1024,), 1e-39)  # a denormal float32, in a tensor large enough for the worker threads
+    return {"OPENSEED_MALLOC": os.environ.get("OPENSEED_MALLOC"), "denormal_kept": bool((tiny * 1.0).ne(0).all())}
 
 
 def die() -> dict:
@@ -119,6 +120,7 @@ def test_run_isolated_measures_the_child_peak_rss_and_reports_deaths():
     assert run_isolated(die, {}, threads=1) == {"error": f"killed by signal {int(signal.SIGKILL)}", "malloc": "tuned"}
     tuned = run_isolated(malloc_environment, {}, threads=1, malloc="tuned")
     assert tuned["OPENSEED_MALLOC"] == "tuned" and tuned["malloc_tuned"] == (platform.libc_ver()[0] == "glibc")
+    assert tuned["denormal_kept"] is not tuned["denormals_flushed"]  # the child flushes denormals where it can
     default = run_isolated(malloc_environment, {}, threads=1, malloc="glibc")
     assert default["OPENSEED_MALLOC"] == "glibc" and default["malloc_tuned"] is False
     assert os.environ.get("OPENSEED_MALLOC") is None  # parent left unchanged
