@@ -5,7 +5,7 @@ float16 request on CPU runs in float32, logged). Inside the model the pixel deco
 matcher opt out of autocast and run in float32, as the reference implementation does on GPU; with
 `MODEL.ENCODER.AUTOCAST_FFN` the feed-forward GEMMs of the pixel decoder run in the autocast dtype too (README,
 "bfloat16 on CPU"). `bf16_gemm_inputs` is the middle ground on CPU: float32 GEMMs whose inputs are rounded to
-bfloat16 while the products accumulate and return in float32 (`MODEL.ENCODER.BF16_GEMM_INPUTS`, the semantic sum).
+bfloat16 while the products accumulate and return in float32 (`MODEL.ENCODER.CPU_BFLOAT16`, the semantic sum).
 """
 
 from __future__ import annotations

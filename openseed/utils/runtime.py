@@ -6,7 +6,7 @@
 Denormal floats (|x| < 2⁻¹²⁶ in float32) take a slow microcode path on x86 CPUs. They arise in the shifted-window
 attention of Swin: the official shift mask adds -100 across regions, softmax gives those keys probabilities of
 ~e⁻¹⁰⁰ ≈ 4e-44 (denormal), and every matmul that reads them, and the output projection after them, runs ~25×
-slower (84 against 3 ms per stage-3 projection at 800×1216; the float32 backbone 1.23 → 0.85 s). With flush-to-zero
+slower (84 against 3 ms per stage-3 projection at 800×1216; the float32 backbone 1.08 → 0.85 s). With flush-to-zero
 and denormals-are-zero (`torch.set_flush_denormal(True)`) such values count as 0: results change only by amounts
 below 1.2e-38, far under float32 rounding of any normal value. The setting is per thread and OpenMP worker threads
 copy it from the thread that starts them, so it must be applied before the first parallel operation;

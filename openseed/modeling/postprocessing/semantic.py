@@ -63,7 +63,10 @@ class SemanticAccumulator:
                 band.addmm_(weights.t(), probs, beta=beta)
         elif torch.is_autocast_enabled(device_type):
             product = torch.mm(weights.t(), probs)  # in the autocast dtype, as the reference's einsum under autocast
-            band.copy_(product) if first else band.add_(product)
+            if first:
+                band.copy_(product)
+            else:
+                band.add_(product)
         else:
             band.addmm_(weights.t(), probs, beta=beta)
 
