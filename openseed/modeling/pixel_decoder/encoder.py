@@ -11,12 +11,15 @@ map (further extras from the previous extra). The whole module runs in fp32 with
 with two opt-ins for the GEMMs of the encoder layers (the bulk of its FLOPs), the first winning:
 - `autocast_ffn` (`MODEL.ENCODER.AUTOCAST_FFN`): the feed-forward GEMMs run in the autocast dtype of the caller
   (inputs and outputs rounded to it, outputs back in fp32);
-- `cpu_bfloat16` (`MODEL.ENCODER.CPU_BFLOAT16`), in eval mode under CPU bfloat16 autocast: the feed-forward and the
-  value/output projection GEMMs round their inputs to bfloat16 and accumulate and return fp32
-  (`openseed.utils.amp.bf16_gemm_inputs`), and the FPN convolutions (stride 4, the largest maps) run in bfloat16,
-  channels-last; the input projections, sampling offsets, attention weights and norms stay fp32. The AMP quality
-  guard (`scripts/amp_quality_check.sh`) covers this mode. Like the reference, no
-image padding masks are used (padding is treated as image content, every valid ratio is 1).
+- `cpu_bfloat16` (`MODEL.ENCODER.CPU_BFLOAT16`), in eval mode under CPU bfloat16 autocast: the first feed-forward
+  GEMM runs in bfloat16 (its output back in fp32: the second GEMM rounds it to bfloat16 anyway), the second one and
+  the value/output projection GEMMs let oneDNN round their inputs to bfloat16 and accumulate and return fp32
+  (`openseed.utils.amp.bf16_gemm_inputs`; where oneDNN keeps fp32 math, as on AMD EPYC, they stay fp32), and the
+  FPN convolutions (stride 4, the largest maps) run in bfloat16, channels-last; the input projections, sampling
+  offsets, attention weights and norms stay fp32. The AMP quality guard (`scripts/amp_quality_check.sh`) covers
+  this mode.
+
+Like the reference, no image padding masks are used (padding is treated as image content, every valid ratio is 1).
 
 Two choices where the reference only differs in configurations it never uses: extra levels start from the
 lowest-resolution encoder input (the reference takes the one with most channels: the same map for every real
