@@ -174,13 +174,13 @@ class OpenSeeD(nn.Module):
         tasks = normalize_tasks(task if task is not None else self.default_tasks)
         decoder_task = "seg" if tasks - {"detection"} else "det"
         images = self.preprocess(batched_inputs)
-        features = self.backbone(images.tensor)
+        image_sizes, padded_size = images.image_sizes, tuple(images.tensor.shape[-2:])
         text = self.lang_encoder.embed_vocabulary(vocabulary, train=False)
-        outputs = self.sem_seg_head(features, text, task=decoder_task)
-        padded_size = tuple(images.tensor.shape[-2:])
+        outputs = self.sem_seg_head(self.backbone(images.tensor), text, task=decoder_task)
+        del images  # neither the padded batch nor the backbone maps stay alive during post-processing (peak memory)
         results = []
         for index, item in enumerate(batched_inputs):
-            input_size = images.image_sizes[index]
+            input_size = image_sizes[index]
             results.append(postprocess(
                 outputs["pred_logits"][index],
                 outputs["pred_masks"][index] if "pred_masks" in outputs else None,

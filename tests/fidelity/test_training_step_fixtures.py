@@ -81,7 +81,19 @@ def test_denoising_groups_and_encoder_proposals(case):
         if dn is not None:
             assert meta["num_groups"] == dn["scalar"]
             assert meta["num_groups"] * meta["group_size"] == dn["pad_size"]
-        torch.testing.assert_close(replay.head[task]["interm_boxes"], official["interm_boxes"], rtol=0, atol=1e-4)
+        _assert_same_proposals(replay.head[task]["interm_boxes"], official["interm_boxes"].float())
+
+
+def _assert_same_proposals(ours, theirs, atol=1e-4, max_shift=2, max_moved=0.01):
+    """B×Q×4 encoder proposals equal in order, except near-tied neighbours whose order the last float bits decide
+    (on an AMD EPYC, MKL's float32 sums swap proposals 101 and 102 of one fixture image): every proposal we pick
+    must be one the official picked at most `max_shift` places away, and at most `max_moved` of them moved."""
+    close = ((ours[:, :, None, :] - theirs[:, None, :, :]).abs() <= atol).all(-1)  # B×Q(ours)×Q(official)
+    positions = torch.arange(ours.shape[1])
+    nearby = (positions[:, None] - positions[None, :]).abs() <= max_shift
+    assert (close & nearby).any(-1).all(), "a proposal is not among the official ones near its place"
+    moved = ~close.diagonal(dim1=1, dim2=2)
+    assert moved.float().mean() <= max_moved, f"{int(moved.sum())} of {moved.numel()} proposals out of place"
 
 
 def test_every_loss_term(case):
