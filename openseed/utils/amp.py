@@ -42,10 +42,10 @@ def autocast_dtype(cfg, section: str) -> torch.dtype | None:
 def bf16_gemm_inputs(device_type: str, enabled: bool = True) -> Iterator[None]:
     """Inside, float32 GEMMs on CPU (`linear`, `addmm`, `matmul`) may round their inputs to bfloat16 and accumulate
     and return float32 (oneDNN's fp32 math mode "bf16"; fast with AVX512-BF16/AMX, about 1.5× per FFN GEMM at
-    800×1216 on a Xeon). The mode is a permission: on the AMD EPYC (Zen 4) tested, oneDNN keeps float32 math (within
-    1e-6 of exact) and only its GEMM kernel replaces MKL's. The error is at most that of bfloat16 inputs (≤ 2⁻⁸
-    relative each), not of bfloat16 outputs as under autocast. A no-op
-    when `enabled` is False, on other devices (CUDA keeps its own float32 settings) and with a torch that lacks the
+    800×1216 on a Xeon). The mode is a permission: on the AMD EPYC tested (AVX512-BF16, no AMX) oneDNN keeps float32
+    math (within 1e-6 of exact) and only its GEMM kernel replaces MKL's. The error is at most that of bfloat16
+    inputs (≤ 2⁻⁸ relative each), not of bfloat16 outputs as under autocast. A no-op when `enabled` is False, on
+    other devices (CUDA keeps its own float32 settings) and with a torch that lacks the
     setting; the previous setting is restored on exit.
     """
     flags = getattr(torch.backends.mkldnn, "matmul", None)
