@@ -119,6 +119,27 @@ def test_pixel_counts_equal_the_boolean_sums(shape):
         assert counts.tolist() == [int(mask.sum()) for mask in view]
 
 
+@pytest.mark.parametrize("layout", ["words with a tail", "all on", "odd length", "offset by one byte", "crop"])
+def test_pixel_counts_of_long_rows_summed_as_words_are_exact(layout):
+    """Rows of ≥ 2040 bytes are summed as groups of 255 64-bit words: exact when every byte lane reaches 255 (all
+    pixels on), with a tail after the last group, and through the byte-wise fallback for rows that are not whole
+    aligned words."""
+    generator = torch.Generator().manual_seed(7)
+    masks = torch.rand(4, 3, 2 * 8 * 255 + 56, generator=generator) > 0.3  # 2 groups per row and 56 more bytes
+    if layout == "all on":
+        masks = torch.ones(3, 2, 8 * 255 * 3, dtype=torch.bool)
+    elif layout == "odd length":
+        masks = masks[..., :-3].contiguous()
+    elif layout == "offset by one byte":
+        masks = torch.rand(4 * 4096 + 1, generator=generator).gt(0.5)[1:].view(4, 4096)
+    elif layout == "crop":
+        masks = masks[:, 1:]
+    expected = [int(mask.sum()) for mask in masks]
+    assert pixel_counts(masks).tolist() == expected
+    if layout == "all on":
+        assert expected == [2 * 8 * 255 * 3] * 3
+
+
 def test_semantic_accumulator_writes_first_tiles_adds_later_ones_and_zeroes_unfed_rows():
     """The output is not zero-filled up front: a row's first tile writes it, later tiles (other queries) add to it,
     rows no tile reached are zero, and a tile that overlaps rows fed only in part is an error."""
