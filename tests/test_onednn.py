@@ -1,9 +1,11 @@
-"""`addmm_float32_`: float32 CPU products through oneDNN, `Tensor.addmm_` everywhere else."""
+"""`linear_float32` and `addmm_float32_`: float32 CPU inference GEMMs through oneDNN, the torch op everywhere else."""
 
 import pytest
 import torch
+from torch.nn import functional as F
 
-from openseed.utils.onednn import addmm_float32_
+from openseed.utils.amp import bf16_gemm_inputs
+from openseed.utils.onednn import addmm_float32_, linear_float32
 
 needs_onednn = pytest.mark.skipif(not hasattr(torch.ops.mkldnn, "_linear_pointwise"),
                                   reason="this torch has no oneDNN inner product")
@@ -70,3 +72,53 @@ def test_other_cases_fall_back_to_addmm(case, onednn_calls):
     if case == "autograd":
         result.sum().backward()
         torch.testing.assert_close(a.grad, b.sum(1).expand(13, -1), rtol=1e-5, atol=1e-5)
+
+
+def _linear_operands(seed=3):
+    generator = torch.Generator().manual_seed(seed)
+    layer = torch.nn.Linear(24, 40)
+    with torch.no_grad():
+        layer.weight.normal_(generator=generator)
+        layer.bias.normal_(generator=generator)
+    return torch.randn(2, 9, 24, generator=generator), layer
+
+
+@needs_onednn
+@pytest.mark.parametrize("relu", [False, True])
+def test_linear_runs_in_onednn_without_autograd_with_the_relu_fused(relu, onednn_calls):
+    x, layer = _linear_operands()
+    expected = F.linear(x, layer.weight, layer.bias)
+    if relu:
+        expected = expected.relu()
+        assert (expected == 0).any() and (expected > 0).any()
+    with torch.no_grad():
+        result = linear_float32(x, layer.weight, layer.bias, relu=relu)
+    assert result.shape == (2, 9, 40) and result.dtype == torch.float32
+    torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-5)
+    assert onednn_calls == [(2, 9, 24)]
+
+
+@needs_onednn
+@pytest.mark.parametrize("case", ["autograd", "autocast", "bf16_gemm_inputs", "float64"])
+def test_linear_falls_back_to_torch_where_oneDNN_would_change_the_contract(case, onednn_calls):
+    """Under autograd, CPU autocast and the bfloat16-inputs GEMM setting the torch op keeps its meaning (gradients,
+    the autocast dtype, the setting); other dtypes are not float32."""
+    x, layer = _linear_operands()
+    if case == "float64":
+        x, layer = x.double(), layer.double()
+    if case == "autocast":
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            result = linear_float32(x, layer.weight, layer.bias, relu=True)
+        assert result.dtype == torch.bfloat16
+    elif case == "bf16_gemm_inputs":
+        with torch.no_grad(), bf16_gemm_inputs("cpu"):
+            result = linear_float32(x, layer.weight, layer.bias, relu=True)
+            expected = F.linear(x, layer.weight, layer.bias).relu()
+        assert torch.equal(result, expected)
+    else:
+        result = linear_float32(x, layer.weight, layer.bias, relu=True)
+        assert torch.equal(result, F.linear(x, layer.weight, layer.bias).relu())
+    if case == "autograd":
+        result.sum().backward()
+        assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+    assert onednn_calls == []

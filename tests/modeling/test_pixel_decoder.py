@@ -105,21 +105,29 @@ def test_runs_in_fp32_under_autocast_with_the_reference_parts():
 
 def test_inference_runs_the_layers_after_attention_in_row_chunks_with_the_same_result(monkeypatch):
     """Without autograd the residuals, norms and FFN run over chunks of FFN_CHUNK_TOKENS tokens (here 7: chunks
-    that cut through levels and a last partial chunk); the result is the one-GEMM result of the autograd path."""
+    that cut through levels and a last partial chunk), the first FFN linear with its ReLU fused (oneDNN); the
+    result is the one-GEMM result of the autograd path."""
     from openseed.modeling.pixel_decoder import encoder
+    from openseed.utils.onednn import linear_float32
 
     torch.manual_seed(0)
     decoder = OpenSeeDPixelDecoder(decoder_cfg(TRANSFORMER_ENC_LAYERS=2), shapes_of(SWIN_T)).eval()
     features = random_features(SWIN_T, 96, 64)
     one_gemm, one_gemm_levels = decoder.forward_features(features)  # autograd on: one GEMM per linear
     linear1_rows = []
-    decoder.transformer.encoder.layers[0].linear1.register_forward_hook(
-        lambda _m, inputs, _o: linear1_rows.append(inputs[0].shape[0]))
+    first_linear1 = decoder.transformer.encoder.layers[0].linear1.weight
+
+    def recording_linear(x, weight, bias=None, relu=False):
+        if weight is first_linear1:
+            linear1_rows.append((x.shape[0], relu))
+        return linear_float32(x, weight, bias, relu)
+
+    monkeypatch.setattr(encoder, "linear_float32", recording_linear)
     monkeypatch.setattr(encoder, "FFN_CHUNK_TOKENS", 7)
     with torch.no_grad():
         chunked, chunked_levels = decoder.forward_features(features)
     tokens = sum(level.shape[-2] * level.shape[-1] for level in chunked_levels)
-    assert linear1_rows == [7] * (tokens // 7) + [tokens % 7] and tokens % 7
+    assert linear1_rows == [(7, True)] * (tokens // 7) + [(tokens % 7, True)] and tokens % 7
     torch.testing.assert_close(chunked, one_gemm.detach(), rtol=1e-5, atol=1e-5)
     for level, reference in zip(chunked_levels, one_gemm_levels):
         torch.testing.assert_close(level, reference.detach(), rtol=1e-5, atol=1e-5)
