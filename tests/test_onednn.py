@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from openseed.utils.amp import bf16_gemm_inputs
-from openseed.utils.onednn import addmm_float32_, linear_float32
+from openseed.utils.onednn import addmm_float32_, apply_linear, linear_float32
 
 needs_onednn = pytest.mark.skipif(not hasattr(torch.ops.mkldnn, "_linear_pointwise"),
                                   reason="this torch has no oneDNN inner product")
@@ -122,3 +122,27 @@ def test_linear_falls_back_to_torch_where_oneDNN_would_change_the_contract(case,
         result.sum().backward()
         assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
     assert onednn_calls == []
+
+
+@needs_onednn
+def test_apply_linear_calls_wrapped_or_hooked_modules_as_they_are(onednn_calls):
+    """A plain `nn.Linear` runs through oneDNN; a module that adds to the product (a LoRA-style wrapper: its own
+    forward) or has hooks is called, so its contribution is kept."""
+    x, layer = _linear_operands()
+
+    class WithLowRankTerm(torch.nn.Linear):
+        def forward(self, inputs):
+            return super().forward(inputs) + 1.0
+
+    wrapped = WithLowRankTerm(24, 40)
+    wrapped.load_state_dict(layer.state_dict())
+    hooked = torch.nn.Linear(24, 40)
+    hooked.load_state_dict(layer.state_dict())
+    hooked.register_forward_hook(lambda _module, _inputs, output: output * 2)
+    with torch.no_grad():
+        plain = apply_linear(layer, x, relu=True)
+        assert onednn_calls == [(2, 9, 24)]
+        torch.testing.assert_close(apply_linear(wrapped, x), layer(x) + 1.0)
+        torch.testing.assert_close(apply_linear(hooked, x, relu=True), (layer(x) * 2).relu())
+    assert onednn_calls == [(2, 9, 24)]
+    torch.testing.assert_close(plain, layer(x).relu(), rtol=1e-5, atol=1e-5)

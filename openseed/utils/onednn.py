@@ -1,4 +1,5 @@
-"""Float32 GEMMs of CPU inference through oneDNN instead of the BLAS torch calls (MKL): `linear_float32`, `addmm_float32_`.
+"""Float32 GEMMs of CPU inference through oneDNN instead of the BLAS torch calls (MKL): `apply_linear`,
+`linear_float32`, `addmm_float32_`.
 
 MKL runs its AVX2 code on AMD processors, oneDNN's inner product (`torch.ops.mkldnn._linear_pointwise`) uses
 AVX-512 there. On a 2-core AMD EPYC (AVX-512, no AMX), at 800×1216: the semantic sum's 143×400 @ 400×14592
@@ -15,8 +16,18 @@ while tracing, exporting or compiling; otherwise the torch operation computes th
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
+
+
+def apply_linear(linear: nn.Module, x: Tensor, relu: bool = False) -> Tensor:
+    """`linear(x)`, followed by ReLU when `relu`. A plain `nn.Linear` without hooks runs as `linear_float32` of its
+    parameters; any other module (a LoRA adapter wrapping the linear, a module with hooks) is called as it is, so
+    whatever it adds to the product is kept."""
+    if type(linear) is nn.Linear and not (linear._forward_hooks or linear._forward_pre_hooks):
+        return linear_float32(x, linear.weight, linear.bias, relu)
+    output = linear(x)
+    return F.relu(output, inplace=True) if relu else output
 
 
 def linear_float32(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False) -> Tensor:

@@ -108,7 +108,7 @@ def test_inference_runs_the_layers_after_attention_in_row_chunks_with_the_same_r
     that cut through levels and a last partial chunk), the first FFN linear with its ReLU fused (oneDNN); the
     result is the one-GEMM result of the autograd path."""
     from openseed.modeling.pixel_decoder import encoder
-    from openseed.utils.onednn import linear_float32
+    from openseed.utils import onednn
 
     torch.manual_seed(0)
     decoder = OpenSeeDPixelDecoder(decoder_cfg(TRANSFORMER_ENC_LAYERS=2), shapes_of(SWIN_T)).eval()
@@ -116,13 +116,14 @@ def test_inference_runs_the_layers_after_attention_in_row_chunks_with_the_same_r
     one_gemm, one_gemm_levels = decoder.forward_features(features)  # autograd on: one GEMM per linear
     linear1_rows = []
     first_linear1 = decoder.transformer.encoder.layers[0].linear1.weight
+    original_linear = onednn.linear_float32
 
     def recording_linear(x, weight, bias=None, relu=False):
         if weight is first_linear1:
             linear1_rows.append((x.shape[0], relu))
-        return linear_float32(x, weight, bias, relu)
+        return original_linear(x, weight, bias, relu)
 
-    monkeypatch.setattr(encoder, "linear_float32", recording_linear)
+    monkeypatch.setattr(onednn, "linear_float32", recording_linear)
     monkeypatch.setattr(encoder, "FFN_CHUNK_TOKENS", 7)
     with torch.no_grad():
         chunked, chunked_levels = decoder.forward_features(features)

@@ -42,7 +42,7 @@ from openseed.modeling.pixel_decoder.level_shapes import level_start_index
 from openseed.modeling.pixel_decoder.ms_deform_attn import MSDeformAttn
 from openseed.modeling.pixel_decoder.position_encoding import PositionEmbeddingSine
 from openseed.utils.amp import bf16_gemm_inputs, cpu_bfloat16_autocast
-from openseed.utils.onednn import linear_float32
+from openseed.utils.onednn import apply_linear
 
 FFN_CHUNK_TOKENS = 1024  # inference: tokens per chunk after the attention, so a chunk's hidden (1024 × d_ffn) stays in cache
 
@@ -58,7 +58,7 @@ class DeformableEncoderLayer(nn.Module):
     allocated (800×1216, Swin-T, 2 threads: float32 FFN 324 → 260 ms per layer on a 2-core AMD EPYC; bfloat16
     inputs 1.30 → 1.25 s for the pixel decoder on a 2-core Xeon). Every op after the attention is row-wise, so the
     chunks compute the same function; only how the GEMM library blocks the rows can change the last bits of a sum.
-    In float32 there, both FFN GEMMs run in oneDNN with the ReLU fused (`linear_float32`: pixel decoder 2.90 →
+    In float32 there, both FFN GEMMs run in oneDNN with the ReLU fused (`apply_linear`: pixel decoder 2.90 →
     2.65 s on the AMD EPYC, where torch's MKL GEMMs run AVX2 code).
     With autograd the layer keeps one GEMM per linear (the saved activations are the same either way).
     """
@@ -95,16 +95,16 @@ class DeformableEncoderLayer(nn.Module):
         with torch.autocast(device_type=device_type, dtype=ffn_dtype, enabled=ffn_dtype is not None):
             hidden = self._linear1_relu(src, bf16_inputs)
             with bf16_gemm_inputs(device_type, enabled=bf16_inputs):
-                ffn = linear_float32(self.dropout2(hidden), self.linear2.weight, self.linear2.bias).float()
+                ffn = apply_linear(self.linear2, self.dropout2(hidden)).float()
         return self.norm2(src + self.dropout3(ffn))
 
     def _linear1_relu(self, src: torch.Tensor, bf16_inputs: bool) -> torch.Tensor:
         """ReLU(first FFN linear), ReLU in place (no second S×d_ffn tensor) or fused into oneDNN's GEMM
-        (`linear_float32`, float32 inference on CPU). With `bf16_inputs` it runs in bfloat16 and returns float32:
+        (`apply_linear`, float32 inference on CPU). With `bf16_inputs` it runs in bfloat16 and returns float32:
         the same numbers as bfloat16 inputs with a float32 sum except for the bias (rounded to bfloat16) and the
         rounding of the output, which the second linear applies to its input anyway (ReLU commutes with rounding)."""
         if not bf16_inputs:
-            return linear_float32(src, self.linear1.weight, self.linear1.bias, relu=True)
+            return apply_linear(self.linear1, src, relu=True)
         with torch.autocast(src.device.type, dtype=torch.bfloat16):
             return F.relu(self.linear1(src), inplace=True).float()
 

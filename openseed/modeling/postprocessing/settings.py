@@ -29,7 +29,7 @@ class PostprocessSettings:
             needed queries of at most about this many pixels (queries × rows × padded width). Each band also
             upsamples f neighbour rows it does not keep (f = 4 for the model's stride-4 masks), so taller bands waste
             less: at 800×1216 with 400 queries, 20-row bands (48 MB) instead of 12-row ones (32 MB) took the float32
-            post-processing 1.85 → 1.70 s for about 0.1 GB more peak memory (2-core AMD EPYC).
+            post-processing 1.65 → 1.55 s for about 0.1 GB more peak memory (2-core AMD EPYC).
         Results do not depend on either beyond float summation order.
         resolution: "output" resizes every needed query's mask to the output size before the merge (the official
             order, exact); "network" does the same for outputs no larger than the network input, and for larger ones
