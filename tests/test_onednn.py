@@ -146,3 +146,18 @@ def test_apply_linear_calls_wrapped_or_hooked_modules_as_they_are(onednn_calls):
         torch.testing.assert_close(apply_linear(hooked, x, relu=True), (layer(x) * 2).relu())
     assert onednn_calls == [(2, 9, 24)]
     torch.testing.assert_close(plain, layer(x).relu(), rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_flop_counter_sees_the_torch_gemms(onednn_calls):
+    """Under a dispatch mode (`torch.utils.flop_counter`, as `tools/benchmark.py eval --count-flops`) the torch op
+    runs, so the network's FLOPs include these GEMMs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, layer = _linear_operands()
+    a, b = _operands()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        linear_float32(x, layer.weight, layer.bias, relu=True)
+        addmm_float32_(torch.empty(13, 3 * 57), a, b, beta=0.0)
+    assert counter.get_total_flops() == 2 * 18 * 24 * 40  # the linear (the counter has no formula for addmm_)
+    assert onednn_calls == []

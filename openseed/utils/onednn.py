@@ -10,7 +10,8 @@ gained nothing measurable this way and stay on `F.linear`.
 
 oneDNN runs only for float32 CPU tensors without autograd, outside autocast and with float32 GEMMs left at float32
 math (not inside `openseed.utils.amp.bf16_gemm_inputs`), in a torch built with oneDNN and with it enabled, and not
-while tracing, exporting or compiling; otherwise the torch operation computes the same result.
+while tracing, exporting or compiling or under a dispatch mode (`torch.utils.flop_counter` counts torch's GEMMs,
+not oneDNN's); otherwise the torch operation computes the same result.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 
 def apply_linear(linear: nn.Module, x: Tensor, relu: bool = False) -> Tensor:
@@ -61,7 +63,7 @@ def _onednn_applies(a: Tensor, b: Tensor) -> bool:
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and hasattr(torch.ops.mkldnn, "_linear_pointwise")
             and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
-                     or torch.compiler.is_compiling()))
+                     or torch.compiler.is_compiling() or is_in_torch_dispatch_mode()))
 
 
 def _float32_math() -> bool:

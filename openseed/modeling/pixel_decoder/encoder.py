@@ -106,7 +106,7 @@ class DeformableEncoderLayer(nn.Module):
         if not bf16_inputs:
             return apply_linear(self.linear1, src, relu=True)
         with torch.autocast(src.device.type, dtype=torch.bfloat16):
-            return F.relu(self.linear1(src), inplace=True).float()
+            return F.relu(self.linear1(src).float(), inplace=True)  # float32 ReLU: faster than bfloat16's
 
 
 class DeformableEncoderStack(nn.Module):
