@@ -1,5 +1,7 @@
 """CLIP tokenizer built offline from open_clip's BPE file: ids, padding, truncation, text cleaning."""
 
+import threading
+
 import pytest
 import torch
 from open_clip.tokenizer import SimpleTokenizer
@@ -75,3 +77,29 @@ def test_missing_bpe_file_is_a_clear_error(tmp_path):
 def test_context_length_must_hold_start_and_end():
     with pytest.raises(ValueError, match="context length"):
         clip_tokenizer(1)
+
+
+def test_threads_sharing_the_tokenizer_get_their_own_padding_and_truncation():
+    """Two context lengths over the one shared HF tokenizer, 8 threads at once: each call equals its sequential
+    result (unlocked, the backend's padding state leaked between threads: unpadded batches, "Unable to create tensor")."""
+    tokenizers = [clip_tokenizer(77), clip_tokenizer(6)]
+    assert tokenizers[0].tokenizer is tokenizers[1].tokenizer
+    batches = [[f"thing {index} number {step}", "object", "sky"] for index in range(8) for step in range(40)]
+    expected = [tokenizers[index % 2](batch) for index, batch in enumerate(batches)]
+    results, errors = [None] * len(batches), []
+
+    def work(thread):
+        try:
+            for index in range(thread, len(batches), 8):
+                results[index] = tokenizers[index % 2](batches[index])
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(thread,)) for thread in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for (ids, mask), (expected_ids, expected_mask) in zip(results, expected):
+        assert torch.equal(ids, expected_ids) and torch.equal(mask, expected_mask)

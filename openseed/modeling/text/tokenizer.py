@@ -8,6 +8,10 @@ through `ftfy.fix_text` first.
 `TextTokenizer` wraps any Hugging Face tokenizer: every sequence is padded to the context length; a longer one is
 truncated (its end-of-text token kept) with a warning that names the text. `length_chunks` groups sequences of
 similar length for batched encoding.
+
+Hugging Face fast tokenizers keep their padding and truncation settings as mutable state of the Rust backend, set by
+every call: two threads tokenising at once can get each other's settings (an unpadded batch, then "Unable to create
+tensor"). `TextTokenizer` calls hold one module-wide lock (the CLIP tokenizer is shared between models).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.util
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +32,7 @@ CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_NUM_MERGES = 49152 - 256 - 2  # merges used by CLIP: vocabulary 49 408 = 2 x 256 bytes + merges + 2 specials
 CLIP_BOS = "<|startoftext|>"
 CLIP_EOS = "<|endoftext|>"
+_TOKENIZER_CALLS = threading.Lock()
 
 
 def clip_bpe_path() -> Path:
@@ -94,7 +100,11 @@ class TextTokenizer:
         texts = list(texts)
         if self.clean_text is not None:
             texts = [self.clean_text(t) for t in texts]
-        lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        with _TOKENIZER_CALLS:
+            lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+            encoded = self.tokenizer(
+                texts, padding="max_length", truncation=True, max_length=self.context_length, return_tensors="pt"
+            )
         for text, length in zip(texts, lengths):
             if length > self.context_length:
                 shown = text if len(text) <= 80 else text[:77] + "..."
@@ -103,9 +113,6 @@ class TextTokenizer:
                     "it is truncated (the end-of-text token is kept)",
                     stacklevel=2,
                 )
-        encoded = self.tokenizer(
-            texts, padding="max_length", truncation=True, max_length=self.context_length, return_tensors="pt"
-        )
         return encoded["input_ids"].long(), encoded["attention_mask"].long()
 
 
