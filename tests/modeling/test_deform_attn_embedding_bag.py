@@ -110,6 +110,14 @@ def test_auto_runs_the_embedding_bag_kernel_on_cpu():
     assert get_cfg().MODEL.ENCODER.DEFORM_ATTN_IMPL == "auto"
 
 
+def test_auto_runs_the_reference_kernel_in_exported_graphs(monkeypatch):
+    """Under `torch.export` (ONNX) "auto" picks grid_sample: ONNX Runtime runs its GridSample on all threads."""
+    value, locations, weights = random_inputs(torch.float32, seed=5)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    auto = DEFORM_ATTN_KERNELS["auto"](value, torch.tensor(SHAPES), locations, weights)
+    assert torch.equal(auto, ms_deform_attn_core_pytorch(value, torch.tensor(SHAPES), locations, weights))
+
+
 @pytest.mark.slow
 def test_pixel_decoder_with_embedding_bag_matches_official_outputs(refdata):
     """Official weights and parity image (refdata): the fast kernel keeps the 1e-4 parity of the reference one."""
