@@ -60,7 +60,8 @@ class DeformableEncoderLayer(nn.Module):
     chunks compute the same function; only how the GEMM library blocks the rows can change the last bits of a sum.
     In float32 there, both FFN GEMMs run in oneDNN with the ReLU fused (`apply_linear`: pixel decoder 2.90 →
     2.65 s on the AMD EPYC, where torch's MKL GEMMs run AVX2 code).
-    With autograd the layer keeps one GEMM per linear (the saved activations are the same either way).
+    With autograd the layer keeps one GEMM per linear (the saved activations are the same either way), and so does
+    an exported graph: the number of chunks depends on the image size, which stays symbolic there.
     """
 
     def __init__(self, d_model: int, d_ffn: int, dropout: float, n_levels: int, n_heads: int, n_points: int,
@@ -79,7 +80,7 @@ class DeformableEncoderLayer(nn.Module):
                 bf16_inputs=False):
         attended = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index,
                                   bf16_projections=bf16_inputs)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or torch.compiler.is_exporting():
             return self._after_attention(src, attended, ffn_dtype, bf16_inputs)
         channels = src.shape[-1]
         chunks = zip(src.reshape(-1, channels).split(FFN_CHUNK_TOKENS),
