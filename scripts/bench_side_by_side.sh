@@ -12,7 +12,7 @@
 # bfloat16 at S² on one COCO-like image with 5 objects (as the official step). Every case runs in its own process.
 # JSON per case and table.md go to DIR (default output/side_by_side). Defaults: --runs 5 (train: 3),
 # --eval-size 800 1216, --train-size 512, --threads 2; --onnx-runs (default 1; 0 skips the case): the ONNX Runtime
-# case first exports the network (about 11 minutes for Swin-T on 2 cores), so it times fewer runs. A smoke run:
+# case first exports the network (9-11 minutes for Swin-T on 2 cores), so it times fewer runs. A smoke run:
 # --runs 1 --eval-size 256 320 --train-size 256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
