@@ -67,8 +67,9 @@ def test_tiny_raw_outputs_match_pytorch_at_another_size(tiny_export):
 
 
 def test_default_kernel_exports_as_grid_sample_and_embedding_bag_exports_too(tiny_export, tmp_path):
-    """"auto" exports the reference kernel (ONNX GridSample: at 800×1216 the demo network ran in 0.33 s against
-    83 s for the embedding bag's Gather); the embedding bag, asked for by name, still exports and matches."""
+    """The default kernel "auto" exports as the reference one (ONNX GridSample: at 800×1216 the demo network ran in
+    0.33 s against 83 s for the embedding bag's Gather); the embedding bag, asked for by name, still exports and
+    matches."""
     cfg, _, path = tiny_export
     torch.manual_seed(0)
     model = build_model(setup_cfg(TINY, ["MODEL.ENCODER.DEFORM_ATTN_IMPL", "embedding_bag"])).eval()
