@@ -2,13 +2,15 @@
 # GPU check, about 8 minutes on one GPU: the CUDA tests, eval at 800×1216 in float32 and float16/bfloat16 autocast
 # (time, peak GPU memory), one AMP joint training step at the official per-GPU batch (2 COCO + 2 Objects365 images)
 # and 1024² LSJ canvas (time, peak GPU memory). Results go to $OUT_DIR (default output/gpu_check): one JSON per
-# benchmark (tools/benchmark.py --json) and summary.txt.
+# benchmark (tools/benchmark.py --json) and summary.txt; the text-embedding cache goes to $TEXT_CACHE (default
+# $OUT_DIR/text_cache).
 #
 # Usage: scripts/gpu_check.sh [--dry-run]     (--dry-run: print the commands and check the tools' options on CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 OUT_DIR="${OUT_DIR:-output/gpu_check}"
+TEXT_CACHE="${TEXT_CACHE:-$OUT_DIR/text_cache}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export OPENSEED_REFDATA="${OPENSEED_REFDATA:-$(realpath -m ../shared/refdata)}"
 DRY_RUN=0
@@ -34,9 +36,10 @@ else
 fi
 
 BENCH=("$PY" tools/benchmark.py)
-EVAL=(eval --device cuda --size 800 1216 --runs 5 --warmup 2 --text-cache "$OUT_DIR/text_cache")
-# 1. CUDA tests: AMP training (fp16 + GradScaler, bf16) on the tiny config; parity on CUDA with TF32 off
-step 240 "$PY" -m pytest -q -x tests/engine/test_engine_cuda.py tests/modeling/test_model_parity_cuda.py
+EVAL=(eval --device cuda --size 800 1216 --runs 5 --warmup 2 --text-cache "$TEXT_CACHE")
+# 1. CUDA tests: AMP training (fp16 + GradScaler, bf16) on the tiny config; parity on CUDA with TF32 off (-s shows
+#    its errors against the official outputs)
+step 240 "$PY" -m pytest -q -s tests/engine/test_engine_cuda.py tests/modeling/test_model_parity_cuda.py
 # 2. eval at 800×1216 (143 names): float32 (TF32 off by default in PyTorch for matmuls), float16 and bfloat16
 step 90 "${BENCH[@]}" --json "$OUT_DIR/eval_float32.json" "${EVAL[@]}"
 step 60 "${BENCH[@]}" --json "$OUT_DIR/eval_float16.json" "${EVAL[@]}" --amp float16

@@ -4,11 +4,20 @@ part of the installed package: import one as a module, or run it as `python SCRI
 from __future__ import annotations
 
 import importlib.util
+import os
 import runpy
 from pathlib import Path
 from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def repo_pythonpath() -> str:
+    """`PYTHONPATH` for a subprocess that runs a script: the repository first, then the caller's own entries (packages
+    reached through `PYTHONPATH`, as on a machine whose Python has the project's dependencies beside it, stay
+    importable)."""
+    inherited = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([str(REPO_ROOT), inherited] if inherited else [str(REPO_ROOT)])
 
 
 def script_path(relative: str) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from openseed.data.synthetic import generate_synthetic_datasets
-from tests.tool_loader import script_path
+from tests.tool_loader import repo_pythonpath, script_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_NET = script_path("tools/train_net.py")
@@ -40,7 +40,7 @@ def train_net_env(datasets_root: str) -> dict:
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         WANDB_MODE="offline",
-        PYTHONPATH=str(REPO_ROOT),
+        PYTHONPATH=repo_pythonpath(),
     )
     return env
 

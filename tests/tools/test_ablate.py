@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from openseed.ablation.report import read_runs, summarize, table_markdown, write_report
-from tests.tool_loader import load_tool
+from tests.tool_loader import load_tool, repo_pythonpath
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMOKE_OPTS = ('opts=[SOLVER.MAX_ITER,3,SOLVER.STEPS,"(2,)",SOLVER.WARMUP_ITERS,0,INPUT.IMAGE_SIZE,64,'
@@ -27,7 +27,7 @@ def _table_rows(path):
 
 def test_sweep_writes_runs_table_and_plot(tmp_path):
     sweep = tmp_path / "sweep"
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), DETECTRON2_DATASETS=str(tmp_path / "datasets"),
+    env = dict(os.environ, PYTHONPATH=repo_pythonpath(), DETECTRON2_DATASETS=str(tmp_path / "datasets"),
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="offline")
     command = [sys.executable, str(REPO_ROOT / "tools" / "ablate.py"), "--config-name", "mask_assist", "-m", "seed=0",
                f"hydra.sweep.dir={sweep}", "data.num_train=4", "data.num_val=2", SMOKE_OPTS]

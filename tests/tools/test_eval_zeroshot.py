@@ -19,7 +19,7 @@ from openseed.commands import eval_zeroshot
 from openseed.config import setup_cfg
 from openseed.data.registration.suites import suite_datasets
 from openseed.data.synthetic import generate_synthetic_datasets
-from tests.tool_loader import script_path
+from tests.tool_loader import repo_pythonpath, script_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = script_path("tools/eval_zeroshot.py")
@@ -42,7 +42,7 @@ def setup(tmp_path_factory) -> dict:
 
 def run_tool(args: list[str], datasets_root: str, timeout: float = 400) -> subprocess.CompletedProcess:
     env = dict(os.environ, DETECTRON2_DATASETS=datasets_root, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
+               TRANSFORMERS_OFFLINE="1", PYTHONPATH=repo_pythonpath())
     return subprocess.run([sys.executable, str(TOOL), *args], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
 

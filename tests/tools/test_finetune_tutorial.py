@@ -20,6 +20,7 @@ from detectron2.modeling import build_model
 from openseed.checkpoint import save_checkpoint
 from openseed.config import setup_cfg
 from openseed.data.synthetic import generate_synthetic_datasets
+from tests.tool_loader import repo_pythonpath
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = REPO_ROOT / "docs" / "finetune_custom.md"
@@ -58,7 +59,7 @@ def test_every_tutorial_command_runs(tmp_path):
     torch.manual_seed(0)
     save_checkpoint({"model": build_model(cfg).state_dict()}, tmp_path / "output" / "demo" / "model_final.pth")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               PYTHONPATH=str(REPO_ROOT), DETECTRON2_DATASETS=str(datasets), OMP_NUM_THREADS="1",
+               PYTHONPATH=repo_pythonpath(), DETECTRON2_DATASETS=str(datasets), OMP_NUM_THREADS="1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="offline",
                FT_DATA="--num-train 4 --num-val 2", FT_OPTS=SMALL_OPTS)
     for command in tutorial_commands(TUTORIAL.read_text()):

@@ -84,7 +84,9 @@ def attention_mask(num_groups: int, group_size: int, num_matching: int, device: 
 
 def _scatter_groups(per_image_content: list[Tensor], per_image_boxes: list[Tensor], num_groups: int,
                     group_size: int, hidden_dim: int, like: Tensor) -> ConditionedQueries:
-    """Place image i's rows (num_groups·n_i of them, group-major) at slots g·group_size + j, j < n_i."""
+    """Place image i's rows (num_groups·n_i of them, group-major) at slots g·group_size + j, j < n_i, in the dtype of
+    `like` (under autocast the rows can come in a lower precision: CUDA float16 autocast keeps the normalised text
+    embeddings in float32 but runs the projection in float16)."""
     batch = len(per_image_boxes)
     total = num_groups * group_size
     content = like.new_zeros(batch, total, hidden_dim)
@@ -96,8 +98,8 @@ def _scatter_groups(per_image_content: list[Tensor], per_image_boxes: list[Tenso
             continue
         slots = (torch.arange(num_groups, device=like.device)[:, None] * group_size
                  + torch.arange(count, device=like.device)[None, :]).reshape(-1)
-        content[i, slots] = image_content
-        boxes[i, slots] = image_boxes
+        content[i, slots] = image_content.to(content.dtype)
+        boxes[i, slots] = image_boxes.to(boxes.dtype)
         valid[i, slots] = True
     return ConditionedQueries(content, boxes, valid, num_groups, group_size)
 
