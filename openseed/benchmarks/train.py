@@ -15,7 +15,9 @@ Every case runs in a fresh process from the same seeded initial weights and RNG 
 first step is comparable across `--checkpoint` settings. Stages: text (class-name embeddings with gradients),
 backbone, pixel decoder, decoder, losses (matching + criterion), backward, optimizer (clipping + AdamW), other.
 `--amp bfloat16|float16` runs the forward under autocast (`SOLVER.AMP`; float16 adds a gradient scaler), as
-`JointStepTrainer` does.
+`JointStepTrainer` does. The scaler starts at 2^16, so the first float16 steps of a model overflow and the scaler
+skips the optimizer step while it backs off: untimed steps run first until it accepts one (at most
+`MAX_SCALER_SETTLE_STEPS`, reported as `scaler_settle_steps`), and the row counts timed steps it still skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from openseed.utils.amp import autocast_dtype
 from .common import StageTimer, median, run_isolated, stage_summary, timed_runs
 from .eval import DEFAULT_CONFIG, add_common_model_arguments, model_opts, model_stage_hooks, precision_name
 from .inputs import build_benchmark_model, synthetic_training_sample
+
+MAX_SCALER_SETTLE_STEPS = 32
 
 STAGE_ORDER = ("text", "backbone", "pixel decoder", "decoder", "losses", "backward", "optimizer", "other")
 CHECKPOINT_KEYS = {
@@ -102,9 +106,10 @@ def train_case(*, config_file: str, opts: list[str], weights: str, seed: int, si
     amp_dtype = autocast_dtype(cfg, "SOLVER")
     scaler = torch.amp.GradScaler(model.device.type, enabled=amp_dtype == torch.float16)
     timer = StageTimer()
-    total_losses = []
+    total_losses, skipped = [], []
 
     def step():
+        scale_before = scaler.get_scale() if scaler.is_enabled() else None
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(model.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             losses = model(batch)
@@ -118,17 +123,22 @@ def train_case(*, config_file: str, opts: list[str], weights: str, seed: int, si
             scaler.step(optimizer)
             scaler.update()
         total_losses.append(float(total.detach()))
+        skipped.append(scale_before is not None and scaler.get_scale() < scale_before)  # backs off only on inf
 
     modules, attributes = model_stage_hooks(model)
     modules["losses"] = model.criterion
     torch.manual_seed(seed)
     with timer.instrument(modules, attributes):
+        while scaler.is_enabled() and (not skipped or skipped[-1]) and len(skipped) < MAX_SCALER_SETTLE_STEPS:
+            step()
+        settle_steps = len(skipped)
         measured = timed_runs(step, timer, runs=runs, warmup=warmup)
     measured.update(datasets=list(datasets), size=size, images=images, instances=instances,
                     checkpoint=list(checkpoint), first_loss=total_losses[0], losses=total_losses,
                     precision=precision_name(amp_dtype), finetune_mode=finetune_mode,
                     trainable=trainable.trainable, total_params=trainable.total,
-                    optimizer_state_mb=optimizer_state_bytes(optimizer) / 2**20)
+                    optimizer_state_mb=optimizer_state_bytes(optimizer) / 2**20, scaler_settle_steps=settle_steps,
+                    skipped_steps=sum(skipped[len(skipped) - runs:]))
     return measured
 
 
@@ -164,7 +174,7 @@ def format_train_rows(rows: list[dict]) -> str:
         table.append([
             f"{' + '.join(r['datasets'])} × {r['images']}", f"{r['size']}²", r["finetune_mode"],
             f"{r['trainable']:,} / {r['total_params']:,}", f"{r['optimizer_state_mb']:.2f}", checkpointing,
-            r["precision"],
+            precision_cell(r),
             f"{median(r['wall_s']):.2f}", f"{min(r['wall_s']):.2f}–{max(r['wall_s']):.2f}",
             f"{median(r['cpu_s']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", f"{r['threads']} / {r['malloc']}",
             f"{r['load_before']:.1f}→{r['load_after']:.1f}", f"{r['first_loss']:.6f}",
@@ -172,6 +182,15 @@ def format_train_rows(rows: list[dict]) -> str:
             stage_summary(r["stage_cpu"], STAGE_ORDER),
         ])
     return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def precision_cell(row: dict) -> str:
+    """"float32", or for a gradient-scaled float16 row "float16 (settled in S, K/N skipped)": S untimed steps until the
+    scaler accepted one, K of the N timed steps whose optimizer step it skipped."""
+    if not row.get("scaler_settle_steps"):
+        return row["precision"]
+    return (f"{row['precision']} (settled in {row['scaler_settle_steps']}, "
+            f"{row['skipped_steps']}/{len(row['wall_s'])} skipped)")
 
 
 def _parse_checkpoint(text: str) -> tuple[str, ...]:

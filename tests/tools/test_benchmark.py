@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from openseed.benchmarks import common as benchmark_common
+from openseed.benchmarks import train as benchmark_train
 from openseed.benchmarks.common import StageTimer, run_isolated, timed_runs
 from openseed.benchmarks.eval import amp_opts, eval_case, format_eval_rows
 from openseed.benchmarks.inputs import benchmark_vocabulary, synthetic_training_sample
@@ -193,6 +194,21 @@ def test_train_case_loss_does_not_depend_on_checkpointing_and_table_fields():
     with pytest.raises(ValueError, match="decoder"):
         checkpoint_opts(("decoder",))
 
+
+
+def test_float16_train_case_times_steps_the_gradient_scaler_accepted(monkeypatch):
+    """The scaler starts at 2^16, so the first float16 steps overflow and skip the optimizer; the timed steps come after
+    it accepted one. CPU has no float16 autocast in the config (it falls back to float32), so the test forces it."""
+    monkeypatch.setattr(benchmark_train, "autocast_dtype", lambda cfg, section: torch.float16)
+    row = train_case(config_file=TINY, opts=[], weights="", seed=0, size=96, datasets=(), images=1, instances=3,
+                     checkpoint=(), runs=2, warmup=0)
+    assert row["precision"] == "float16"
+    assert 1 < row["scaler_settle_steps"] <= benchmark_train.MAX_SCALER_SETTLE_STEPS
+    assert row["skipped_steps"] == 0
+    assert row["optimizer_state_mb"] > 0  # AdamW moments exist only once a step was taken
+    assert len(row["losses"]) == row["scaler_settle_steps"] + 2
+    cell = benchmark_train.precision_cell(dict(row, wall_s=[1.0, 1.0]))
+    assert cell == f"float16 (settled in {row['scaler_settle_steps']}, 0/2 skipped)"
 
 def test_text_case_trimmed_ensemble_equals_full_context():
     opts = ["MODEL.TEXT.EVAL_PROMPT_ENSEMBLE", "True", "MODEL.TEXT.CONTEXT_LENGTH", "77"]
