@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check, about 8 minutes on one GPU: the CUDA tests, eval at 800×1216 in float32 and float16/bfloat16 autocast
+# GPU check, about 4 minutes on one H200: the CUDA tests, eval at 800×1216 in float32 and float16/bfloat16 autocast
 # (time, peak GPU memory), one AMP joint training step at the official per-GPU batch (2 COCO + 2 Objects365 images)
 # and 1024² LSJ canvas (time, peak GPU memory). Results go to $OUT_DIR (default output/gpu_check): one JSON per
 # benchmark (tools/benchmark.py --json) and summary.txt; the text-embedding cache goes to $TEXT_CACHE (default
