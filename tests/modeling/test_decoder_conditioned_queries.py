@@ -39,7 +39,6 @@ def test_number_of_groups_is_budget_over_largest_image(counts, groups, text_and_
     assert block.boxes_unsigmoid.shape == (len(counts), groups * max(counts), 4)
 
 
-
 def test_float32_embeddings_under_autocast_keep_float32_queries(text_and_mapper):
     """On CUDA float16 autocast the text embeddings arrive in float32 while their projection runs in float16; the
     block stays in the embeddings' dtype (CPU bfloat16 autocast has the same split). Failed with "Index put requires
@@ -54,6 +53,7 @@ def test_float32_embeddings_under_autocast_keep_float32_queries(text_and_mapper)
     assert torch.equal(block.boxes_unsigmoid, exact.boxes_unsigmoid)
     assert torch.allclose(block.content, exact.content, rtol=2e-2, atol=2e-2)
     assert not torch.equal(block.content, exact.content)  # the projection did run in bfloat16
+
 
 @pytest.mark.parametrize("counts", [[0, 0], [101], [3, 150]])
 def test_no_denoising_queries_without_gt_or_beyond_budget(counts, text_and_mapper):

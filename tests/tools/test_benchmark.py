@@ -195,7 +195,6 @@ def test_train_case_loss_does_not_depend_on_checkpointing_and_table_fields():
         checkpoint_opts(("decoder",))
 
 
-
 def test_float16_train_case_times_steps_the_gradient_scaler_accepted(monkeypatch):
     """The scaler starts at 2^16, so the first float16 steps overflow and skip the optimizer; the timed steps come after
     it accepted one. CPU has no float16 autocast in the config (it falls back to float32), so the test forces it."""
@@ -209,6 +208,7 @@ def test_float16_train_case_times_steps_the_gradient_scaler_accepted(monkeypatch
     assert len(row["losses"]) == row["scaler_settle_steps"] + 2
     cell = benchmark_train.precision_cell(dict(row, wall_s=[1.0, 1.0]))
     assert cell == f"float16 (settled in {row['scaler_settle_steps']}, 0/2 skipped)"
+
 
 def test_text_case_trimmed_ensemble_equals_full_context():
     opts = ["MODEL.TEXT.EVAL_PROMPT_ENSEMBLE", "True", "MODEL.TEXT.CONTEXT_LENGTH", "77"]
