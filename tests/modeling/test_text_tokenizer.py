@@ -1,6 +1,6 @@
 """CLIP tokenizer built offline from open_clip's BPE file: ids, padding, truncation, text cleaning."""
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -86,20 +86,7 @@ def test_threads_sharing_the_tokenizer_get_their_own_padding_and_truncation():
     assert tokenizers[0].tokenizer is tokenizers[1].tokenizer
     batches = [[f"thing {index} number {step}", "object", "sky"] for index in range(8) for step in range(40)]
     expected = [tokenizers[index % 2](batch) for index, batch in enumerate(batches)]
-    results, errors = [None] * len(batches), []
-
-    def work(thread):
-        try:
-            for index in range(thread, len(batches), 8):
-                results[index] = tokenizers[index % 2](batches[index])
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
-            errors.append(error)
-
-    threads = [threading.Thread(target=work, args=(thread,)) for thread in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda index: tokenizers[index % 2](batches[index]), range(len(batches))))
     for (ids, mask), (expected_ids, expected_mask) in zip(results, expected):
         assert torch.equal(ids, expected_ids) and torch.equal(mask, expected_mask)
